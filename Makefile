@@ -1,0 +1,30 @@
+# Two commands for a newcomer: `make lab` and `make test`. Each creates .venv and installs
+# what it needs the first time (and again whenever pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test test-kit test-notebooks bench notebooks lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lab: $(STAMP)  ## open the workbook in JupyterLab (localhost only, with a token)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+		$(if $(wildcard notebooks/00-welcome.ipynb),00-welcome.ipynb,)
+
+test: $(STAMP)  ## the whole suite: kit tests on asyncio and trio, then every notebook
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)  ## side-by-side benchmarks (not tests): prints medians and ratios
+	$(BIN)/python -m benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check asyncproc_kit tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,108 @@
+"""Recording what each child process did, and when, so concurrency can be *seen*.
+
+Pass the same ``Timeline`` to any helper that takes ``timeline=``; each process gets a
+:class:`Span` with its times in seconds since the timeline was created::
+
+    tl = Timeline()
+    await run(["sleep", "0.2"], timeline=tl, label="nap")
+    tl.spans[0].duration        # ~0.2
+    plots.plot_timeline(tl)     # a Gantt chart
+
+A timeline belongs to one event loop (it is not thread-safe, and needs no locking there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ._errors import format_command
+
+
+@dataclass
+class Span:
+    """One process on a :class:`Timeline`. Times are seconds since the timeline's origin."""
+
+    label: str
+    args: list[str]
+    queued: float | None = None
+    started: float | None = None
+    first_output: float | None = None
+    ended: float | None = None
+    pid: int | None = None
+    returncode: int | None = None
+    outcome: str | None = None  # "ok", "failed", "signal", "timeout", "cancelled", "spawn-error"
+    events: list[tuple[float, str]] = field(default_factory=list)
+    sent: int = 0  # bytes written to stdin
+    received: int = 0  # bytes read from stdout and stderr
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+    @property
+    def waited(self) -> float | None:
+        """How long it sat in a queue before it started (``None`` if it never queued)."""
+        if self.queued is None or self.started is None:
+            return None
+        return self.started - self.queued
+
+
+class Timeline:
+    """An append-only record of :class:`Span` objects, one per process."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self.origin = clock()
+        self.epoch = time.time()  # wall-clock time of the origin, for exports
+        self.spans: list[Span] = []
+
+    def now(self) -> float:
+        """Seconds since this timeline was created."""
+        return self._clock() - self.origin
+
+    def add(self, args: Sequence[object], label: str | None = None, *, queued: bool = False) -> Span:
+        span = Span(label=label or format_command(args), args=[str(a) for a in args])
+        if queued:
+            span.queued = self.now()
+        self.spans.append(span)
+        return span
+
+    def event(self, span: Span, name: str) -> None:
+        span.events.append((self.now(), name))
+
+    def peak_concurrency(self) -> int:
+        """The largest number of processes that were running at the same moment."""
+        edges = []
+        for s in self.spans:
+            if s.started is not None:
+                edges.append((s.started, 1))
+                edges.append((s.ended if s.ended is not None else float("inf"), -1))
+        peak = running = 0
+        for _, step in sorted(edges):  # at equal times the end (-1) sorts before the start
+            running += step
+            peak = max(peak, running)
+        return peak
+
+    @property
+    def makespan(self) -> float:
+        """Seconds from the first start to the last end."""
+        done = [s for s in self.spans if s.started is not None and s.ended is not None]
+        if not done:
+            return 0.0
+        return max(s.ended for s in done) - min(s.started for s in done)  # type: ignore[type-var]
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __repr__(self) -> str:
+        return f"<Timeline: {len(self.spans)} processes, peak concurrency {self.peak_concurrency()}>"
+
+
+def outcome_of(returncode: int) -> str:
+    if returncode == 0:
+        return "ok"
+    return "signal" if returncode < 0 else "failed"
