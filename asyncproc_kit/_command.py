@@ -115,12 +115,17 @@ def raise_fd_limit() -> None:
 
 def fd_limit_error(cmd: Sequence[object], exc: OSError) -> SpawnError:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    at_once = max(1, soft // 8) if soft != resource.RLIM_INFINITY else 50
+    if soft == hard:  # the soft limit is already as high as it may go: only root can help
+        raise_it = ("ask for a higher hard limit (as root: ulimit -Hn 65536, or LimitNOFILE= "
+                    "for a systemd service)")
+    else:
+        raise_it = f"raise the limit (ulimit -n {hard} in the shell that starts Python)"
     return SpawnError(
         cmd,
         f"too many open files (the limit is {soft}, hard limit {hard}; each running child "
         "uses up to 4)",
-        "Run fewer at once (map_limited(..., limit=50)) or raise the limit "
-        f"(ulimit -n {hard} in the shell that starts Python).",
+        f"Run fewer at once (map_limited(..., limit={at_once})) or {raise_it}.",
         exc.errno,
     )
 

@@ -39,7 +39,10 @@ class LineSplitter:
             data = self._pending + data
         lines = data.split(self._newline)  # type: ignore[arg-type]
         self._pending = lines.pop()
-        if len(data) <= self.limit:
+        limit = self.limit
+        # The common case, decided in C: no line (nor the unfinished tail) is over the limit.
+        if len(data) <= limit or (len(self._pending) <= limit
+                                  and max(map(len, lines), default=0) <= limit):
             return lines, None
         return self._cut(lines, keep_tail=True)
 

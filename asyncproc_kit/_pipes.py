@@ -10,7 +10,7 @@ from anyio.abc import TaskGroup
 
 from ._command import check_seconds
 from ._errors import format_command
-from ._process import DEFAULT_GRACE, Child, read_chunk, spawn, write_all
+from ._process import DEFAULT_GRACE, Child, exit_task_group, read_chunk, spawn, write_all
 from ._timeline import Timeline
 
 
@@ -56,7 +56,7 @@ class Pipe:
         self._child.close_stdin()
         self._tg.cancel_scope.cancel()
         try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
+            return await exit_task_group(self._tg, exc_type, exc, tb)
         finally:
             await self._child.aclose(self._grace)
 

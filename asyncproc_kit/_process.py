@@ -50,10 +50,16 @@ exit, short enough that a notebook cell never seems to hang."""
 REAP_TIMEOUT = 5.0
 """After SIGKILL, how long to wait for the kernel to let the child go before warning."""
 
+LEFTOVER_TIMEOUT = 1.0
+"""After the reap, how long to wait for killed leftovers of the group to finish dying."""
+
 CHUNK = 65536
 _HAS_PIDFD = hasattr(os, "pidfd_open")
 _live: dict[int, Child] = {}  # pid -> running child, so interpreter exit can end them
-_wait_limiter: anyio.CapacityLimiter | None = None
+# A limiter belongs to one event loop: asyncio's cannot serve a later trio run, so keep one
+# per run (one waiting thread per running child on systems without pidfd).
+_wait_limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "asyncproc_kit_wait_limiter")
 
 Redirect = Literal["pipe", "devnull", "stdout"]
 
@@ -105,6 +111,7 @@ class Child:
         self._popen = popen
         self._pidfd = pidfd
         self._wait_lock = anyio.Lock()
+        self._leftover_group: int | None = None  # killed with the leader, maybe still dying
         _live[self.pid] = self
 
     def __repr__(self) -> str:
@@ -125,6 +132,9 @@ class Child:
                 if self.returncode is None:
                     await self._wait_exited()
                     self._reap()
+        if self._leftover_group is not None:
+            await _leftovers_gone(self._leftover_group)
+            self._leftover_group = None
         return self.returncode
 
     def has_exited(self) -> bool:
@@ -149,6 +159,7 @@ class Child:
         # The leader has exited but is not reaped yet, so the group id is still ours: anything
         # it left behind in its group (background jobs, grandchildren) is an orphan-to-be.
         self.signal_group(signal.SIGKILL, record=False)
+        self._leftover_group = self.pgid
         try:
             self.returncode = self._popen.wait()
         except ChildProcessError:  # somebody else reaped it: we cannot know its status
@@ -204,6 +215,7 @@ class Child:
                     f"{REAP_TIMEOUT:g} s (stuck in the kernel, e.g. on a dead network mount); "
                     "it is still running", RuntimeWarning, stacklevel=2)
                 return Termination(self.pid, -signal.SIGKILL, how, time.monotonic() - begun)
+            await self.wait()  # reaped just as grace ran out: still see the leftovers die
             return Termination(self.pid, self.returncode, how, time.monotonic() - begun)
 
     async def aclose(self, grace: float = DEFAULT_GRACE) -> None:
@@ -212,6 +224,8 @@ class Child:
             try:
                 if self.returncode is None:
                     await self.terminate(grace)
+                else:
+                    await self.wait()  # let killed leftovers of the group finish dying
             finally:
                 self.close_fds()
 
@@ -234,11 +248,98 @@ class Child:
             self.span.received += nbytes
 
 
+async def _leftovers_gone(pgid: int) -> None:
+    """Wait (bounded) until no live process is left in group ``pgid``.
+
+    SIGKILL is delivered at once but a process takes a moment to die, so right after the
+    leader's reap its killed grandchildren may still be running. Only signal 0 is sent here:
+    the leader is reaped, so the group id could in principle be reused; probing is harmless.
+    """
+    since = time.monotonic()  # every member was killed before this moment
+    deadline = since + LEFTOVER_TIMEOUT
+    members: list[int] | None = None
+    delay = 0.002
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return  # the group is empty
+        if time.monotonic() >= deadline:
+            return
+        await anyio.sleep(delay)  # children reaped at the same moment share one scan
+        delay = min(delay * 2, 0.02)
+        if members is None:
+            members = _group_members(pgid, since)
+        if members is not None:  # with /proc: zombies (left for init to reap) do not count
+            members = [pid for pid in members if _alive_in_group(pid, pgid)]
+            if not members:
+                return
+
+
+_scanned: tuple[float, dict[int, list[int]] | None] = (float("-inf"), None)
+
+
+def _group_members(pgid: int, since: float) -> list[int] | None:
+    """The live (non-zombie) pids in group ``pgid``; None without /proc.
+
+    One scan of /proc serves every child waiting at that moment (ending 200 children at once
+    must not mean 200 scans), but only a scan begun after ``since``: an older one may
+    predate the group.
+    """
+    global _scanned
+    scanned_at, groups = _scanned
+    if scanned_at < since:
+        scanned_at = time.monotonic()
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            groups = None
+        else:
+            groups = {}
+            for entry in entries:
+                if entry.isdigit() and (group := _live_group_of(int(entry))) is not None:
+                    groups.setdefault(group, []).append(int(entry))
+        _scanned = (scanned_at, groups)
+    return None if groups is None else groups.get(pgid, [])
+
+
+def _alive_in_group(pid: int, pgid: int) -> bool:
+    return _live_group_of(pid) == pgid
+
+
+def _live_group_of(pid: int) -> int | None:
+    """The process group of ``pid`` if it is alive and not a zombie, else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    state, _ppid, group = stat[stat.rindex(b")") + 2:].split(maxsplit=3)[:3]
+    return None if state == b"Z" else int(group)
+
+
+async def exit_task_group(tg: Any, exc_type: Any, exc: BaseException | None,
+                          tb: Any) -> bool | None:
+    """Leave a task group that encloses the caller's ``async with`` block.
+
+    The block's own exception comes out as raised, not wrapped in an ``ExceptionGroup``, so
+    ``except ValueError:`` around ``async with open_stream(...)`` works as a learner expects.
+    """
+    try:
+        return await tg.__aexit__(exc_type, exc, tb)
+    except BaseExceptionGroup as group:
+        if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+            return False  # re-raises the block's exception unchanged
+        raise
+
+
 def _limiter() -> anyio.CapacityLimiter:
-    global _wait_limiter
-    if _wait_limiter is None:  # one thread per running child on systems without pidfd
-        _wait_limiter = anyio.CapacityLimiter(4096)
-    return _wait_limiter
+    try:
+        return _wait_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(4096)
+        _wait_limiter.set(limiter)
+        return limiter
 
 
 def close_fd(fd: int) -> None:
@@ -279,12 +380,14 @@ def spawn(cmd: Any, *, stdin: Redirect = "devnull", stdout: Redirect = "pipe",
         popen = subprocess.Popen(args, stdin=theirs["stdin"], stdout=theirs["stdout"],
                                  stderr=theirs["stderr"], cwd=cwd, env=env,
                                  start_new_session=True, close_fds=True)
-    except OSError as exc:
+    except BaseException as exc:  # a bad redirect too: close the pipes made so far
         for fd in (*ours.values(), *theirs.values()):
             if isinstance(fd, int) and fd >= 0:
                 os.close(fd)
         if span is not None:
             span.outcome = "spawn-error"
+        if not isinstance(exc, OSError):
+            raise
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise fd_limit_error(args, exc) from exc
         raise spawn_error(args, exc, env) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -13,7 +13,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._command import check_seconds
 from ._lines import LineSplitter
-from ._process import DEFAULT_GRACE, Child, read_chunk, spawn
+from ._process import DEFAULT_GRACE, Child, exit_task_group, read_chunk, spawn
 from ._run import check_input, feed
 from ._timeline import Timeline
 
@@ -91,7 +91,7 @@ class OutputStream:
         assert self._tg is not None and self._child is not None
         self._tg.cancel_scope.cancel()  # stop reading: we are leaving, early or not
         try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
+            return await exit_task_group(self._tg, exc_type, exc, tb)
         finally:
             if self._receive is not None:
                 self._receive.close()
@@ -115,6 +115,11 @@ class OutputStream:
     # -- reading ------------------------------------------------------------------------------
 
     async def _next_batch(self) -> list[OutputLine]:
+        return list(await self._next_lines())
+
+    async def _next_lines(self) -> Iterator[OutputLine]:
+        # Lazy: per-line iteration builds each OutputLine as it is asked for (in C), so it
+        # stays hot in the cache and is freed early, instead of a whole read's worth at once.
         if self._receive is None:
             raise RuntimeError("use the stream inside 'async with open_stream(...) as stream:'")
         try:
@@ -125,9 +130,9 @@ class OutputStream:
                 await self._child.wait()
             raise StopAsyncIteration from None
         if flags is None:
-            return list(map(_make, repeat(OutputLine),
-                            zip(repeat(source), lines, repeat(at), repeat(False))))
-        return [OutputLine(source, line, at, flag) for line, flag in zip(lines, flags)]
+            return map(_make, repeat(OutputLine),
+                       zip(repeat(source), lines, repeat(at), repeat(False)))
+        return iter([OutputLine(source, line, at, flag) for line, flag in zip(lines, flags)])
 
     def __aiter__(self) -> OutputStream:
         return self
@@ -135,8 +140,7 @@ class OutputStream:
     async def __anext__(self) -> OutputLine:
         line = next(self._current, None)
         if line is None:
-            batch = await self._next_batch()
-            self._current = iter(batch)
+            self._current = await self._next_lines()
             line = next(self._current)
         return line
 

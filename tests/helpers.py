@@ -1,0 +1,68 @@
+"""Shared checks for the kit's tests: open descriptors, zombies, and live children."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import anyio
+import pytest
+
+from asyncproc_kit import _process
+from asyncproc_kit.testing import session_members
+
+# A grandchild that outlives its parent unless the whole group is ended. It is a separate
+# python process (not a shell builtin), so it shows up in session_members().
+SLEEPER = f"{sys.executable} -c 'import time; time.sleep(60)'"
+
+
+def open_fds() -> set[str]:
+    """The descriptors this process has open right now (names in /proc/self/fd)."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+def zombie_children() -> list[int]:
+    """Pids of this process's children that have exited but were never reaped."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z" and int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def live_kit_children() -> list[int]:
+    """Pids of children the kit started and has not reaped yet."""
+    return sorted(_process._live)
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """After every test: it left no zombie child and no child the kit has not reaped."""
+    zombies, live = set(zombie_children()), set(live_kit_children())
+    yield
+    assert set(zombie_children()) - zombies == set()
+    assert set(live_kit_children()) - live == set()
+
+
+
+async def eventually(predicate: Callable[[], object], *, within: float = 15.0) -> None:
+    """Poll ``predicate`` until it is true; fail after ``within`` seconds."""
+    with anyio.fail_after(within):
+        while not predicate():  # noqa: ASYNC110 (process state has no event to wait on)
+            await anyio.sleep(0.02)
+
+
+async def members_at_least(pids: list[int], count: int, *, within: float = 15.0) -> list[int]:
+    """Poll until the sessions of ``pids`` hold at least ``count`` live processes; return them."""
+    await eventually(lambda: len(session_members(pids)) >= count, within=within)
+    return session_members(pids)
