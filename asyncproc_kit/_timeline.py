@@ -59,12 +59,14 @@ class Timeline:
         self.origin = clock()
         self.epoch = time.time()  # wall-clock time of the origin, for exports
         self.spans: list[Span] = []
+        self.marks: list[tuple[float, str]] = []  # (time, name): moments not tied to a process
 
     def now(self) -> float:
         """Seconds since this timeline was created."""
         return self._clock() - self.origin
 
-    def add(self, args: Sequence[object], label: str | None = None, *, queued: bool = False) -> Span:
+    def add(self, args: Sequence[object], label: str | None = None, *,
+            queued: bool = False) -> Span:
         span = Span(label=label or format_command(args), args=[str(a) for a in args])
         if queued:
             span.queued = self.now()
@@ -73,6 +75,27 @@ class Timeline:
 
     def event(self, span: Span, name: str) -> None:
         span.events.append((self.now(), name))
+
+    def mark(self, name: str, at: float | None = None) -> float:
+        """Note a moment that belongs to no single process (``"limit raised"``, ``"retry"``).
+
+        ``at`` is seconds since the origin (default: now). Marks are drawn as vertical lines
+        by :func:`asyncproc_kit.plots.plot_timeline`. Returns the time recorded.
+        """
+        when = self.now() if at is None else float(at)
+        self.marks.append((when, str(name)))
+        return when
+
+    def summary(self) -> TimelineSummary:
+        """Counts and totals for the spans so far: what a plot title or a report needs."""
+        outcomes: dict[str, int] = {}
+        for s in self.spans:
+            key = s.outcome or ("running" if s.started is not None else "not started")
+            outcomes[key] = outcomes.get(key, 0) + 1
+        busy = sum(d for s in self.spans if (d := s.duration) is not None)
+        return TimelineSummary(processes=len(self.spans), outcomes=outcomes,
+                               makespan=self.makespan, busy=busy,
+                               peak_concurrency=self.peak_concurrency())
 
     def peak_concurrency(self) -> int:
         """The largest number of processes that were running at the same moment."""
@@ -95,11 +118,51 @@ class Timeline:
             return 0.0
         return max(s.ended for s in done) - min(s.started for s in done)  # type: ignore[type-var]
 
+    def joblog(self, path: str | None = None) -> str:
+        """The timeline as a GNU ``parallel --joblog`` file (tab-separated); also written to
+        ``path`` when given. Columns and conventions: see ``asyncproc_kit._joblog``."""
+        from ._joblog import format_joblog
+
+        text = format_joblog(self)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
+        return text
+
     def __len__(self) -> int:
         return len(self.spans)
 
     def __repr__(self) -> str:
-        return f"<Timeline: {len(self.spans)} processes, peak concurrency {self.peak_concurrency()}>"
+        return (f"<Timeline: {len(self.spans)} processes, "
+                f"peak concurrency {self.peak_concurrency()}>")
+
+
+@dataclass(frozen=True)
+class TimelineSummary:
+    """What :meth:`Timeline.summary` returns.
+
+    ``busy`` is the sum of every finished process's duration and ``makespan`` the time from
+    the first start to the last end, so ``average_concurrency`` (``busy / makespan``) is how
+    many were running at an average moment. ``busy`` is *not* a fair estimate of running
+    them one after another: started together, processes compete for the CPU and each takes
+    longer than it would alone (time one alone for that, as the timing explorer does).
+    """
+
+    processes: int
+    outcomes: dict[str, int]
+    makespan: float
+    busy: float
+    peak_concurrency: int
+
+    @property
+    def average_concurrency(self) -> float:
+        return self.busy / self.makespan if self.makespan > 0 else 0.0
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()))
+        return (f"{self.processes} processes ({counts or 'none'}): {self.makespan:.2f} s "
+                f"from first start to last end, {self.busy:.2f} s busy in total, "
+                f"peak concurrency {self.peak_concurrency}")
 
 
 def outcome_of(returncode: int) -> str:
