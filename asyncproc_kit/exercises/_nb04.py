@@ -1,0 +1,141 @@
+"""Checks for notebook 04 (pools and structured concurrency): a bounded batch that keeps
+every outcome; a worker pool built by hand.
+
+Each check runs the learner's function on real children (random exit codes and sizes, so a
+hard-coded answer fails) while an observer counts our live child processes every few
+milliseconds: that is how "at most N at once" and "nothing outlives the call" are seen
+without the learner's code having to report anything. ``NotImplementedError`` passes through.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from ..testing import descendants, python
+from ._common import ExerciseResult
+from ._try import call
+
+BATCH = "04.1 a bounded batch"
+WORKERS = "04.2 a pool by hand"
+MISSING = "no-such-program-for-04"
+
+
+def _exiting(code: int, seconds: float) -> list[str]:
+    return python(f"import sys, time; time.sleep({seconds!r}); sys.exit({code})")
+
+
+def _printing(text: str, seconds: float) -> list[str]:
+    return python(f"import time; time.sleep({seconds!r}); print({text!r})")
+
+
+async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]]:
+    """Await ``work`` while sampling our live children; return (value, problem, peak, left)."""
+    peak = 0
+    outcome: list[Any] = [None, None]
+    error: Exception | None = None
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, len(await anyio.to_thread.run_sync(descendants)))
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sample)
+        try:
+            outcome[:] = await work
+        except Exception as exc:  # NotImplementedError, unwrapped from the task group
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return outcome[0], outcome[1], peak, descendants()
+
+
+async def check_exit_codes(exit_codes: Callable[[list[list[str]], int], Any], *,
+                           patience: float = 20.0) -> ExerciseResult:
+    """``await exit_codes(commands, limit)`` returns each command's exit code in input order
+    (``None`` when it could not start), with at most ``limit`` children at once."""
+    limit = random.randint(2, 3)
+    codes: list[int | None] = [random.choice([0, 0, 1, 2, 3]) for _ in range(7)]
+    codes[random.randrange(1, 6)] = None
+    commands = [[MISSING] if c is None else _exiting(c, 0.25) for c in codes]
+    with anyio.move_on_after(patience) as scope:
+        answer, problem, peak, left = await observe(call(exit_codes, BATCH, commands, limit))
+    if scope.cancelled_caught:
+        return ExerciseResult(BATCH, False, f"no answer after {patience:g} s",
+                              "Each command sleeps 0.25 s; with the limit, all of them take "
+                              "about a second. Is something waiting forever?")
+    if problem is not None:
+        return problem
+    if left:
+        return ExerciseResult(BATCH, False, f"{len(left)} children still run after it returned",
+                              "Await every command before returning (map_limited does).")
+    if not isinstance(answer, list | tuple) or len(answer) != len(codes):
+        return ExerciseResult(BATCH, False, f"expected a list of {len(codes)} exit codes, got "
+                              f"{answer!r}", "Return one entry per command, in input order.")
+    answer = list(answer)
+    if peak > limit:
+        return ExerciseResult(BATCH, False, f"{peak} children ran at once with limit={limit}",
+                              "Pass limit= to map_limited (or hold a semaphore around run).")
+    if answer == codes:
+        return ExerciseResult(BATCH, True, "every exit code in input order, never more than "
+                              "the limit at once, and the missing program did not stop the "
+                              "others.")
+    if sorted(answer, key=str) == sorted(codes, key=str):
+        return ExerciseResult(BATCH, False, "the right codes in the wrong order",
+                              "Keep the input order: map_limited's list already has it.")
+    return ExerciseResult(BATCH, False, f"got {answer}, expected {codes}",
+                          "A slot holds a ProcessResult or an error: ProcessFailed has "
+                          ".returncode too; SpawnError (could not start) becomes None.")
+
+
+async def check_pool_by_hand(pool_by_hand: Callable[[list[list[str]], int], Any], *,
+                             patience: float = 20.0) -> ExerciseResult:
+    """``await pool_by_hand(commands, workers)`` runs the commands with ``workers`` worker
+    tasks fed by one channel and returns their stdout (text) in input order."""
+    workers = random.randint(2, 3)
+    words = random.sample(["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "owl"], 7)
+    commands = [_printing(word, 0.3) for word in words]
+    expected = [f"{word}\n" for word in words]
+    with anyio.move_on_after(patience) as scope:
+        answer, problem, peak, left = await observe(
+            call(pool_by_hand, WORKERS, commands, workers))
+    if scope.cancelled_caught:
+        return ExerciseResult(WORKERS, False, f"no answer after {patience:g} s",
+                              "Close the send stream once every job is sent (async with "
+                              "send:), so the workers' `async for` loops end.")
+    if problem is not None:
+        return problem
+    if left:
+        return ExerciseResult(WORKERS, False, f"{len(left)} children still run after it returned",
+                              "Start the workers inside a task group: leaving it waits for them.")
+    if peak > workers:
+        return ExerciseResult(WORKERS, False, f"{peak} children ran at once with "
+                              f"{workers} workers", "Start exactly `workers` tasks, each running "
+                              "one command at a time.")
+    if peak < 2:
+        return ExerciseResult(WORKERS, False, "the commands ran one at a time",
+                              "Start all the workers with tg.start_soon before feeding jobs, "
+                              "and give each worker its own receive_stream.clone().")
+    if not isinstance(answer, list | tuple):
+        return ExerciseResult(WORKERS, False, f"it returned {type(answer).__name__}, not a list",
+                              "Collect the outputs in a list indexed by the job's position.")
+    answer = list(answer)
+    if answer == expected:
+        return ExerciseResult(WORKERS, True, "every output in input order, never more than "
+                              "`workers` at once, nothing left running.")
+    if [a.strip() if isinstance(a, str) else a for a in answer] == words:
+        return ExerciseResult(WORKERS, False, "the outputs lost their newline",
+                              "Return result.stdout unchanged.")
+    if sorted(map(str, answer)) == sorted(expected):
+        return ExerciseResult(WORKERS, False, "the right outputs in completion order",
+                              "Send (index, command) into the channel and store each output "
+                              "at results[index].")
+    return ExerciseResult(WORKERS, False, f"got {answer!r}, expected {expected!r}",
+                          "Return each command's stdout, in the order of the commands.")
