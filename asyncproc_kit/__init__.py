@@ -42,6 +42,7 @@ from ._retry import retry_process as retry_process
 from ._retry import run_with_retries as run_with_retries
 from ._run import ProcessResult as ProcessResult
 from ._run import run as run
+from ._stream import LineBatch as LineBatch
 from ._stream import OutputLine as OutputLine
 from ._stream import OutputStream as OutputStream
 from ._stream import open_stream as open_stream
@@ -60,6 +61,7 @@ __all__ = [
     "GroupTimeout",
     "Job",
     "JoblogEntry",
+    "LineBatch",
     "OutputLine",
     "OutputStream",
     "Pipe",

@@ -33,9 +33,24 @@ class OutputLine(NamedTuple):
     split: bool = False
 
 
+class LineBatch(NamedTuple):
+    """The lines from one read of one pipe, as plain strings (bytes with ``text=False``).
+
+    What ``stream.batches()`` yields: ``source`` and ``time`` as in :class:`OutputLine`;
+    ``lines`` without newlines; ``split`` is ``None`` when every line is whole, else one flag
+    per line, True for a piece of an over-long line that the next piece continues.
+    Skipping one object per line is what makes batches fast.
+    """
+
+    source: str
+    time: float
+    lines: list
+    split: list[bool] | None = None
+
+
 _make = tuple.__new__
 
-_Batch = tuple[str, list, "list[bool] | None", float]
+_Batch = tuple[str, float, list, "list[bool] | None"]
 
 
 class OutputStream:
@@ -107,28 +122,29 @@ class OutputStream:
                 child.note_output(len(chunk))
                 lines, flags = splitter.feed(chunk)
                 if lines:
-                    await send.send((source, lines, flags, time.monotonic() - start))
+                    await send.send((source, time.monotonic() - start, lines, flags))
             lines, flags = splitter.finish()
             if lines:
-                await send.send((source, lines, flags, time.monotonic() - start))
+                await send.send((source, time.monotonic() - start, lines, flags))
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def _next_batch(self) -> list[OutputLine]:
-        return list(await self._next_lines())
-
-    async def _next_lines(self) -> Iterator[OutputLine]:
-        # Lazy: per-line iteration builds each OutputLine as it is asked for (in C), so it
-        # stays hot in the cache and is freed early, instead of a whole read's worth at once.
+    async def _receive_batch(self) -> LineBatch:
+        """The next read's lines as a :class:`LineBatch`; StopAsyncIteration after the exit."""
         if self._receive is None:
             raise RuntimeError("use the stream inside 'async with open_stream(...) as stream:'")
         try:
-            source, lines, flags, at = await self._receive.receive()
+            return _make(LineBatch, await self._receive.receive())
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._finished = True
             if self._child is not None:
                 await self._child.wait()
             raise StopAsyncIteration from None
+
+    async def _next_lines(self) -> Iterator[OutputLine]:
+        # Lazy: per-line iteration builds each OutputLine as it is asked for (in C), so it
+        # stays hot in the cache and is freed early, instead of a whole read's worth at once.
+        source, at, lines, flags = await self._receive_batch()
         if flags is None:
             return map(_make, repeat(OutputLine),
                        zip(repeat(source), lines, repeat(at), repeat(False)))
@@ -157,7 +173,7 @@ class OutputStream:
         if not self._finished:
             try:
                 while True:
-                    self.unread_lines += len(await self._next_batch())
+                    self.unread_lines += len((await self._receive_batch()).lines)
             except StopAsyncIteration:
                 pass
         return await self._child.wait() if self._child else 0
@@ -185,11 +201,15 @@ class _Batches:
     def __aiter__(self) -> _Batches:
         return self
 
-    async def __anext__(self) -> list[OutputLine]:
+    async def __anext__(self) -> LineBatch:
         stream = self._stream
-        rest = list(stream._current)
+        rest = list(stream._current)  # lines of a read that per-line iteration left half done
         stream._current = iter(())
-        return rest or await stream._next_batch()
+        if rest:
+            split = [line.split for line in rest]
+            return LineBatch(rest[0].source, rest[0].time, [line.text for line in rest],
+                             split if any(split) else None)
+        return await stream._receive_batch()
 
 
 def open_stream(
@@ -222,8 +242,8 @@ def open_stream(
     without a newline. A line longer than ``limit`` characters arrives in pieces marked
     ``split=True`` (never dropped, never a crash). Text is UTF-8 with undecodable bytes
     replaced by U+FFFD (``text=False`` gives bytes). ``merge_stderr=True`` sends stderr into
-    stdout, like ``2>&1``. For speed, ``async for batch in stream.batches()`` gives a list
-    of lines per read.
+    stdout, like ``2>&1``. For speed, ``async for batch in stream.batches()`` gives a
+    :class:`LineBatch` per read: one source and time, and a list of plain strings.
 
     **Exit status:** after the loop ends, ``stream.returncode`` is set (a non-zero exit does
     not raise: you saw the output and decide). ``await stream.wait()`` waits without

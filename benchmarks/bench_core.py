@@ -145,10 +145,10 @@ def make_lines(directory: str) -> tuple[str, int]:
     return path, len(data)
 
 
-def stream_kit_lines(path: str):
+def stream_kit_lines(path: str, text: bool = True):
     async def work() -> tuple[int, int]:
         count = total = 0
-        async with open_stream([CAT, path]) as stream:
+        async with open_stream([CAT, path], text=text) as stream:
             async for line in stream:
                 count += 1
                 total += len(line.text)
@@ -157,30 +157,40 @@ def stream_kit_lines(path: str):
     return work
 
 
-def stream_kit_batches(path: str):
+def stream_kit_batches(path: str, text: bool = True):
     async def work() -> tuple[int, int]:
         count = total = 0
-        async with open_stream([CAT, path]) as stream:
+        async with open_stream([CAT, path], text=text) as stream:
             async for batch in stream.batches():
-                for line in batch:
+                for line in batch.lines:
                     count += 1
-                    total += len(line.text)
+                    total += len(line)
         assert stream.returncode == 0
         return count, total
     return work
 
 
-def stream_asyncio(path: str):
+def stream_asyncio(path: str, text: bool = False):
+    """readline as is (bytes with the newline), or turned into what the kit's text mode
+    delivers (str without the newline), which is what a program reading lines needs."""
     async def work() -> tuple[int, int]:
         count = total = 0
         proc = await asyncio.create_subprocess_exec(CAT, path, stdin=subprocess.DEVNULL,
                                                     stdout=subprocess.PIPE)
         assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            count += 1
-            total += len(line)
+        if text:
+            while raw := await proc.stdout.readline():
+                line = raw.decode("utf-8", "replace")
+                if line.endswith("\n"):
+                    line = line[:-1]
+                count += 1
+                total += len(line)
+        else:
+            while raw := await proc.stdout.readline():
+                count += 1
+                total += len(raw) - 1  # readline keeps the newline
         assert await proc.wait() == 0
-        return count, total - count  # readline keeps the newline
+        return count, total
     return work
 
 
@@ -258,14 +268,20 @@ def bench_stream(targets: Targets) -> Table:
                       baseline="asyncio StreamReader.readline")
         specs = []
         for backend in BACKENDS:
-            specs.append(Spec(f"kit per-line [{backend}]",
-                              lambda b=backend: timed_anyio(stream_kit_lines(path), b),
-                              LINES, expect, "OutputLine (str)"))
-            specs.append(Spec(f"kit batches [{backend}]",
-                              lambda b=backend: timed_anyio(stream_kit_batches(path), b),
-                              LINES, expect, "OutputLine (str)"))
+            for kind in ("text", "bytes"):
+                t = kind == "text"
+                specs.append(Spec(f"kit per-line [{backend}] ({kind})",
+                                  lambda b=backend, t=t: timed_anyio(stream_kit_lines(path, t), b),
+                                  LINES, expect, "OutputLine (str)" if t else "OutputLine (bytes)"))
+                specs.append(Spec(f"kit batches [{backend}] ({kind})",
+                                  lambda b=backend, t=t: timed_anyio(stream_kit_batches(path, t), b),
+                                  LINES, expect, "LineBatch: list of str" if t else
+                                  "LineBatch: list of bytes"))
         specs.append(Spec("asyncio StreamReader.readline",
                           lambda: timed_asyncio(stream_asyncio(path)), LINES, expect, "bytes"))
+        specs.append(Spec("asyncio readline + decode (the kit's text output)",
+                          lambda: timed_asyncio(stream_asyncio(path, True)), LINES, expect,
+                          "str"))
         for backend in BACKENDS:
             specs.append(Spec(f"anyio receive_until [{backend}]",
                               lambda b=backend: timed_anyio(stream_anyio(path), b),
@@ -291,13 +307,16 @@ def bench_stream(targets: Targets) -> Table:
     print(f"  Ceiling for the kit as designed (one OutputLine per line): the in-process floor, "
           f"{fmt_rate(floor)} lines/s,\n  is {floor / asyncio_rate:.2f}x asyncio readline and "
           f"{floor / popen[0]:.2f}x / {floor / popen[1]:.2f}x sync Popen iteration (bytes / text).")
+    asyncio_text = table.get("asyncio readline + decode (the kit's text output)").rate
     for backend in BACKENDS:
-        targets.ratio(f"stream: kit per-line [{backend}] vs asyncio readline",
-                      table.get(f"kit per-line [{backend}]").rate, asyncio_rate, 4.0)
+        targets.ratio(f"stream: kit per-line [{backend}] (text) vs asyncio readline + decode",
+                      table.get(f"kit per-line [{backend}] (text)").rate, asyncio_text, 4.0)
+        targets.ratio(f"stream: kit per-line [{backend}] (bytes) vs asyncio readline (bytes)",
+                      table.get(f"kit per-line [{backend}] (bytes)").rate, asyncio_rate, 4.0)
     for backend in BACKENDS:
         for kind in ("bytes", "text"):
-            targets.ratio(f"stream: kit batches [{backend}] vs sync Popen iteration ({kind})",
-                          table.get(f"kit batches [{backend}]").rate,
+            targets.ratio(f"stream: kit batches [{backend}] ({kind}) vs sync Popen ({kind})",
+                          table.get(f"kit batches [{backend}] ({kind})").rate,
                           table.get(f"sync for line in Popen.stdout ({kind})").rate, 1.0)
     return table
 

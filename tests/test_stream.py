@@ -222,13 +222,35 @@ async def test_stream_input_and_merge_stderr() -> None:
 
 @pytest.mark.anyio
 async def test_stream_batches_give_the_same_lines() -> None:
-    """batches() yields lists whose concatenation equals per-line iteration."""
+    """batches() yields LineBatch objects whose lines, joined, equal per-line iteration."""
     async with open_stream(PRINT_LINES(100_000)) as stream:
         batches = [batch async for batch in stream.batches()]
     assert len(batches) > 1
-    assert [line.text for batch in batches for line in batch] == [
+    assert {batch.source for batch in batches} == {"stdout"}
+    assert all(batch.split is None for batch in batches)
+    assert [line for batch in batches for line in batch.lines] == [
         f"line {i}" for i in range(100_000)]
     assert stream.returncode == 0
+
+
+@pytest.mark.anyio
+async def test_stream_batches_mark_pieces_of_long_lines() -> None:
+    """A line over the limit arrives in batches as pieces flagged in ``split``."""
+    async with open_stream(python("print('x' * 25)"), limit=10) as stream:
+        batches = [batch async for batch in stream.batches()]
+    lines = [line for batch in batches for line in batch.lines]
+    flags = [flag for batch in batches for flag in (batch.split or [False] * len(batch.lines))]
+    assert lines == ["x" * 10, "x" * 10, "x" * 5]
+    assert flags == [True, True, False]
+
+
+@pytest.mark.anyio
+async def test_stream_switching_from_lines_to_batches_loses_nothing() -> None:
+    """Lines left from a read that per-line iteration started come first in batches()."""
+    async with open_stream(PRINT_LINES(50_000)) as stream:
+        first = await stream.__anext__()
+        rest = [line async for batch in stream.batches() for line in batch.lines]
+    assert [first.text, *rest] == [f"line {i}" for i in range(50_000)]
 
 
 @pytest.mark.anyio
