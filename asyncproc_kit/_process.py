@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import os
 import signal
 import subprocess
@@ -54,7 +55,9 @@ LEFTOVER_TIMEOUT = 1.0
 """After the reap, how long to wait for killed leftovers of the group to finish dying."""
 
 CHUNK = 65536
+MAX_CHUNK = 1 << 20  # readers of a fast child grow their reads up to this
 _HAS_PIDFD = hasattr(os, "pidfd_open")
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
 _live: dict[int, Child] = {}  # pid -> running child, so interpreter exit can end them
 # A limiter belongs to one event loop: asyncio's cannot serve a later trio run, so keep one
 # per run (one waiting thread per running child on systems without pidfd).
@@ -340,6 +343,25 @@ def _limiter() -> anyio.CapacityLimiter:
         limiter = anyio.CapacityLimiter(4096)
         _wait_limiter.set(limiter)
         return limiter
+
+
+def next_read_size(fd: int, size: int, got: int) -> int:
+    """How much to read next from a child's pipe, given that the last read of ``size`` got
+    ``got`` bytes.
+
+    A full read means a fast writer: double the reads (up to 1 MiB) and, the first time,
+    enlarge the pipe itself (Linux), so the child blocks less and we wake up less often. A
+    short read means it trickles: back to 64 KiB. Only chatty children get big pipes, which
+    count against the user's pipe budget.
+    """
+    if got < size:
+        return CHUNK
+    if size == CHUNK and _F_SETPIPE_SZ is not None:
+        try:
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, MAX_CHUNK)
+        except OSError:  # over the per-user budget: keep the 64 KiB pipe
+            pass
+    return min(size * 2, MAX_CHUNK)
 
 
 def close_fd(fd: int) -> None:

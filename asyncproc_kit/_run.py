@@ -11,7 +11,16 @@ import anyio
 
 from ._command import check_seconds
 from ._errors import ProcessFailed, ProcessTimeout, describe_returncode, format_command
-from ._process import DEFAULT_GRACE, Child, read_available, read_chunk, spawn, write_all
+from ._process import (
+    CHUNK,
+    DEFAULT_GRACE,
+    Child,
+    next_read_size,
+    read_available,
+    read_chunk,
+    spawn,
+    write_all,
+)
 from ._timeline import Timeline
 
 
@@ -153,7 +162,9 @@ async def drain(child: Child, fd: int | None, sink: list[bytes]) -> None:
     """Read ``fd`` to end of file into ``sink`` (a list of chunks)."""
     if fd is None:
         return
-    while chunk := await read_chunk(fd):
+    size = CHUNK
+    while chunk := await read_chunk(fd, size):
+        size = next_read_size(fd, size, len(chunk))
         sink.append(chunk)
         child.note_output(len(chunk))
 

@@ -13,7 +13,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._command import check_seconds
 from ._lines import LineSplitter
-from ._process import DEFAULT_GRACE, Child, exit_task_group, read_chunk, spawn
+from ._process import (
+    CHUNK,
+    DEFAULT_GRACE,
+    Child,
+    exit_task_group,
+    next_read_size,
+    read_chunk,
+    spawn,
+)
 from ._run import check_input, feed
 from ._timeline import Timeline
 
@@ -117,8 +125,10 @@ class OutputStream:
         assert child is not None
         splitter = LineSplitter(**self._options)
         start = child.started_monotonic
+        size = CHUNK
         with send:
-            while chunk := await read_chunk(fd):
+            while chunk := await read_chunk(fd, size):
+                size = next_read_size(fd, size, len(chunk))
                 child.note_output(len(chunk))
                 lines, flags = splitter.feed(chunk)
                 if lines:
