@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-kit test-notebooks bench notebooks lint clean
+.PHONY: lab test bench notebooks lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 
 lab: $(STAMP)  ## open the workbook in JupyterLab (localhost only, with a token)
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
-		$(if $(wildcard notebooks/00-welcome.ipynb),00-welcome.ipynb,)
+		$(if $(filter 0,$(shell id -u)),--allow-root,) 00-welcome.ipynb
 
 test: $(STAMP)  ## the whole suite: kit tests on asyncio and trio, then every notebook
 	$(BIN)/python -m pytest
+
+notebooks: $(STAMP)  ## rebuild notebooks from notebooks/src and run them (NB="01 03" for some)
+	$(BIN)/python notebooks/build.py $(NB)
 
 bench: $(STAMP)  ## side-by-side benchmarks (not tests): prints medians and ratios
 	$(BIN)/python -m benchmarks
@@ -27,4 +30,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check asyncproc_kit tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache test-artifacts "$${TMPDIR:-/tmp}"/asyncproc-kit-binder-*

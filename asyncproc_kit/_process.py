@@ -16,12 +16,16 @@ Why not ``anyio.open_process``? Three guarantees it cannot give:
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import errno
 import fcntl
 import os
 import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -364,6 +368,52 @@ def next_read_size(fd: int, size: int, got: int) -> int:
     return min(size * 2, MAX_CHUNK)
 
 
+_signal_wakeup: tuple[socket.socket, socket.socket] | None = None
+
+
+def _wake_kernel_on_signals() -> None:
+    """Make Kernel → Interrupt reach a cell that is awaiting a child (Jupyter kernels only).
+
+    ipykernel's asyncio loop sleeps in ``epoll`` while a cell awaits; SIGINT may be taken by
+    another thread, and then Python runs the interrupt handler only when something else
+    wakes the loop, which for a cell awaiting ``sleep 60`` is a minute later. A wake-up fd
+    (``signal.set_wakeup_fd``) registered with the loop wakes it at once, so the interrupt
+    arrives as cancellation and the kit terminates the children. Done once, only inside a
+    kernel, on its main thread, and only when nobody has set a wake-up fd already.
+    """
+    global _signal_wakeup
+    if _signal_wakeup is not None or threading.current_thread() is not threading.main_thread():
+        return
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on asyncio (trio sets its own wake-up fd)
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    if previous != -1:  # the loop already wakes on signals: leave it as it was
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+        _signal_wakeup = (reader, writer)  # closed; remembered so we do not try again
+        return
+    loop.add_reader(reader.fileno(), _drain_wakeup, reader)
+    _signal_wakeup = (reader, writer)
+
+
+def _drain_wakeup(reader: socket.socket) -> None:
+    try:
+        while reader.recv(4096):
+            pass
+    except OSError:  # empty (BlockingIOError) or closed
+        pass
+
+
 def close_fd(fd: int) -> None:
     anyio.notify_closing(fd)
     os.close(fd)
@@ -382,6 +432,7 @@ def spawn(cmd: Any, *, stdin: Redirect = "devnull", stdout: Redirect = "pipe",
     env = check_env(env)
     cwd = check_cwd(args, cwd)
     raise_fd_limit()
+    _wake_kernel_on_signals()
     if timeline is not None and span is None:
         span = timeline.add(args, label)
     ours: dict[str, int | None] = {}

@@ -52,9 +52,9 @@ BUDGET = "the retry budget"
 def _stamina() -> Any:
     try:
         import stamina
-    except ImportError:  # pragma: no cover - stamina comes with the notebooks extra
+    except ImportError:  # pragma: no cover - stamina comes with the retry extra
         raise ImportError(
-            "retries need stamina: pip install 'asyncproc-kit[notebooks]' (or pip install "
+            "retries need stamina: pip install 'asyncproc-kit[retry]' (or pip install "
             "stamina)") from None
     return stamina
 
