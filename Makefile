@@ -27,7 +27,7 @@ bench: $(STAMP)  ## side-by-side benchmarks (not tests): prints medians and rati
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check asyncproc_kit tests benchmarks
+	$(BIN)/ruff check asyncproc_kit tests benchmarks notebooks/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts "$${TMPDIR:-/tmp}"/asyncproc-kit-binder-*

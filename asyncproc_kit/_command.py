@@ -130,7 +130,8 @@ def fd_limit_error(cmd: Sequence[object], exc: OSError) -> SpawnError:
     )
 
 
-def spawn_error(cmd: Sequence[str | bytes], exc: OSError, env: Mapping[str, str] | None) -> SpawnError:
+def spawn_error(cmd: Sequence[str | bytes], exc: OSError,
+                env: Mapping[str, str] | None) -> SpawnError:
     """Translate the ``OSError`` from ``exec`` into a message that names the cause and the fix."""
     program = os.fsdecode(cmd[0])
     if exc.errno in (errno.EMFILE, errno.ENFILE):

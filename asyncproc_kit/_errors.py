@@ -2,11 +2,11 @@
 
 The hierarchy, so that one ``except`` can be as broad or as narrow as you need::
 
-    ProcessError                      anything the kit raises about a child process
-    ├── SpawnError                    the child could not be started (missing, not executable, bad cwd, fd limit)
-    ├── ProcessFailed                 it exited non-zero (also a subprocess.CalledProcessError)
-    ├── ProcessTimeout                it ran out of time (also subprocess.TimeoutExpired and TimeoutError)
-    └── CircuitOpenError              a circuit breaker refused to start it
+    ProcessError            anything the kit raises about a child process
+    ├── SpawnError          it could not start (missing, not executable, bad cwd, fd limit)
+    ├── ProcessFailed       it exited non-zero (also a subprocess.CalledProcessError)
+    ├── ProcessTimeout      it ran out of time (also subprocess.TimeoutExpired, TimeoutError)
+    └── CircuitOpenError    a circuit breaker refused to start it
 
 Every message names the command, says what happened, and where it can, says what to do.
 """

@@ -23,7 +23,8 @@ class LineSplitter:
     def __init__(self, *, limit: int = 65536, text: bool = True, encoding: str = "utf-8",
                  errors: str = "replace") -> None:
         if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"limit must be an int (characters per line), not {type(limit).__name__}")
+            raise TypeError("limit must be an int (characters per line), "
+                            f"not {type(limit).__name__}")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         self.limit = limit

@@ -52,7 +52,8 @@ class Pipe:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> bool | None:
-        assert self._tg is not None and self._child is not None
+        assert self._tg is not None
+        assert self._child is not None
         self._child.close_stdin()
         self._tg.cancel_scope.cancel()
         try:
@@ -62,7 +63,8 @@ class Pipe:
 
     async def _read_stdout(self) -> None:
         child = self._child
-        assert child is not None and child.stdout is not None
+        assert child is not None
+        assert child.stdout is not None
         try:
             while chunk := await read_chunk(child.stdout):
                 child.note_output(len(chunk))
@@ -76,7 +78,8 @@ class Pipe:
 
     async def _read_stderr(self) -> None:
         child = self._child
-        assert child is not None and child.stderr is not None
+        assert child is not None
+        assert child.stderr is not None
         try:
             while chunk := await read_chunk(child.stderr):
                 child.note_output(len(chunk))

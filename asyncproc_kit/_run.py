@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from ._command import check_seconds
-from ._errors import ProcessFailed, ProcessTimeout, describe_returncode, format_command
+from ._errors import ProcessFailed, ProcessTimeout
 from ._process import (
     CHUNK,
     DEFAULT_GRACE,

@@ -111,7 +111,8 @@ class OutputStream:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> bool | None:
-        assert self._tg is not None and self._child is not None
+        assert self._tg is not None
+        assert self._child is not None
         self._tg.cancel_scope.cancel()  # stop reading: we are leaving, early or not
         try:
             return await exit_task_group(self._tg, exc_type, exc, tb)
@@ -158,7 +159,8 @@ class OutputStream:
         if flags is None:
             return map(_make, repeat(OutputLine),
                        zip(repeat(source), lines, repeat(at), repeat(False)))
-        return iter([OutputLine(source, line, at, flag) for line, flag in zip(lines, flags)])
+        pairs = zip(lines, flags, strict=True)
+        return iter([OutputLine(source, line, at, flag) for line, flag in pairs])
 
     def __aiter__(self) -> OutputStream:
         return self

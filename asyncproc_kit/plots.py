@@ -178,7 +178,7 @@ def _draw_span(ax: Axes, row: int, span: Span, now: float, height: float,
     if span.queued is not None and (span.started is None or span.started - span.queued > 1e-3):
         until = span.started if span.started is not None else (span.ended or now)
         ax.barh(row, until - span.queued, left=span.queued, height=height * 0.5,
-                color=color, alpha=0.3, zorder=2)
+                color="0.6", alpha=0.5, zorder=2)  # the same grey as its legend entry
         seen.setdefault("queued", Patch(color="0.6", alpha=0.5, label="waiting to start"))
     if span.started is None:  # never ran: a marker where we know it failed
         when = span.ended if span.ended is not None else (span.queued or 0.0)

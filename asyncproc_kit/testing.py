@@ -45,17 +45,17 @@ ECHO_STDIN_UPPER = python("""
 """Answers each input line with the line in upper case, as soon as it arrives."""
 
 
-def SLEEP(seconds: float) -> list[str]:  # noqa: N802 (reads like a constant at call sites)
+def SLEEP(seconds: float) -> list[str]:
     """Sleeps ``seconds`` and exits 0."""
     return python(f"import time; time.sleep({float(seconds)!r})")
 
 
-def EXIT(code: int, stderr: str = "") -> list[str]:  # noqa: N802
+def EXIT(code: int, stderr: str = "") -> list[str]:
     """Writes ``stderr`` (if any) and exits with ``code``."""
     return python(f"import sys; sys.stderr.write({stderr!r}); sys.exit({int(code)})")
 
 
-def PRINT_LINES(count: int, *, prefix: str = "line", stream: str = "stdout") -> list[str]:  # noqa: N802
+def PRINT_LINES(count: int, *, prefix: str = "line", stream: str = "stdout") -> list[str]:
     """Prints ``count`` numbered lines (``line 0`` ...) to ``stream`` as fast as it can."""
     return python(f"""
         import sys
@@ -64,7 +64,7 @@ def PRINT_LINES(count: int, *, prefix: str = "line", stream: str = "stdout") -> 
     """)
 
 
-def IGNORE_SIGTERM(seconds: float = 60) -> list[str]:  # noqa: N802
+def IGNORE_SIGTERM(seconds: float = 60) -> list[str]:
     """Ignores SIGTERM, prints ``ready``, then sleeps: only SIGKILL ends it early."""
     return python(f"""
         import signal, time
@@ -74,7 +74,7 @@ def IGNORE_SIGTERM(seconds: float = 60) -> list[str]:  # noqa: N802
     """)
 
 
-def SPAWN_GRANDCHILDREN(count: int = 2, seconds: float = 60) -> list[str]:  # noqa: N802
+def SPAWN_GRANDCHILDREN(count: int = 2, seconds: float = 60) -> list[str]:
     """A shell that starts ``count`` background sleepers and waits: the classic orphan maker.
 
     It prints ``ready`` once they run. Killing only the shell leaves them running; killing

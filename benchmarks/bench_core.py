@@ -274,7 +274,8 @@ def bench_stream(targets: Targets) -> Table:
                                   lambda b=backend, t=t: timed_anyio(stream_kit_lines(path, t), b),
                                   LINES, expect, "OutputLine (str)" if t else "OutputLine (bytes)"))
                 specs.append(Spec(f"kit batches [{backend}] ({kind})",
-                                  lambda b=backend, t=t: timed_anyio(stream_kit_batches(path, t), b),
+                                  lambda b=backend, t=t: timed_anyio(
+                                      stream_kit_batches(path, t), b),
                                   LINES, expect, "LineBatch: list of str" if t else
                                   "LineBatch: list of bytes"))
         specs.append(Spec("asyncio StreamReader.readline",
