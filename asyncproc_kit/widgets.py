@@ -44,7 +44,64 @@ def figure_png(fig: Figure, *, dpi: int = 100) -> Image:
     return Image(data=to_png(fig, dpi=dpi), format="png")
 
 
-class TimingExplorer(w.VBox):
+class _Explorer(w.VBox):
+    """Sliders, a Run button and one Output. A run happens on a private event loop in a
+    worker thread (a callback cannot await the kernel's loop), and its result replaces the
+    Output's contents: a line of facts and a timeline drawn as a PNG. It runs once when
+    first displayed, so a stored notebook shows a real plot."""
+
+    def __init__(self, sliders: list[w.Widget], run_when_shown: bool) -> None:
+        self.button = w.Button(description="Run", button_style="primary", icon="play")
+        self.output = w.Output()
+        self.timeline: Timeline | None = None
+        self._run_when_shown = run_when_shown
+        self.button.on_click(lambda _button: self.run_once())
+        super().__init__([w.VBox([*sliders, self.button]), self.output])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)  # the text form shows the defaults
+        if self._run_when_shown:
+            self._run_when_shown = False
+            self.run_once()
+        return bundle
+
+    def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
+        """Do the work through ``portal``; return (timeline, facts, plot title)."""
+        raise NotImplementedError
+
+    def run_once(self) -> Timeline | None:
+        """Run with the current slider values, then show the facts and the timeline."""
+        self.button.disabled = True
+        self.button.description = "Running…"
+        try:
+            with anyio.from_thread.start_blocking_portal() as portal:
+                timeline, facts, title = self._measure(portal)
+        except Exception as exc:  # shown to the learner instead of vanishing in a callback
+            self._show(f"The run failed: {exc}\n")
+            return None
+        finally:
+            self.button.disabled = False
+            self.button.description = "Run"
+        self.timeline = timeline
+        self._show(facts + "\n", plot_timeline(timeline, title=title))
+        return timeline
+
+    def _show(self, text: str, fig: Figure | None = None) -> None:
+        # Setting the trait (rather than Output.clear_output(), which asks the front end to
+        # clear) empties the kernel's copy too, so the next append cannot resurrect old plots.
+        self.output.outputs = ()
+        self.output.append_stdout(text)
+        if fig is not None:
+            self.output.append_display_data(figure_png(fig))
+
+
+def _slider(kind: type, value: float, low: float, high: float, description: str,
+            **options: Any) -> Any:
+    return kind(value=value, min=low, max=high, description=description,
+                style={"description_width": "9em"}, layout=w.Layout(width="28em"), **options)
+
+
+class TimingExplorer(_Explorer):
     """N sleeping processes under a concurrency limit, drawn as a timeline with the speedup.
 
     Made by :func:`timing_explorer`. ``processes``, ``seconds`` and ``limit`` are the sliders,
@@ -55,58 +112,18 @@ class TimingExplorer(w.VBox):
 
     def __init__(self, *, processes: int = 10, seconds: float = 0.2, limit: int = 10,
                  run_when_shown: bool = True) -> None:
-        style = {"description_width": "9em"}
-        layout = w.Layout(width="28em")
-        self.processes = w.IntSlider(value=processes, min=1, max=100, description="processes",
-                                     style=style, layout=layout)
-        self.seconds = w.FloatSlider(value=seconds, min=0.1, max=2.0, step=0.1,
-                                     description="seconds each", readout_format=".1f",
-                                     style=style, layout=layout)
-        self.limit = w.IntSlider(value=limit, min=1, max=100, description="at most at once",
-                                 style=style, layout=layout)
-        self.button = w.Button(description="Run", button_style="primary", icon="play")
-        self.output = w.Output()
-        self.timeline: Timeline | None = None
-        self._run_when_shown = run_when_shown
-        self.button.on_click(lambda _button: self.run_once())
-        controls = w.VBox([self.processes, self.seconds, self.limit, self.button])
-        super().__init__([controls, self.output])
+        self.processes = _slider(w.IntSlider, processes, 1, 100, "processes")
+        self.seconds = _slider(w.FloatSlider, seconds, 0.1, 2.0, "seconds each", step=0.1,
+                               readout_format=".1f")
+        self.limit = _slider(w.IntSlider, limit, 1, 100, "at most at once")
+        super().__init__([self.processes, self.seconds, self.limit], run_when_shown)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)  # the text form shows the defaults
-        if self._run_when_shown:
-            self._run_when_shown = False
-            self.run_once()
-        return bundle
-
-    def _clear(self) -> None:
-        # Setting the trait (rather than Output.clear_output(), which asks the front end to
-        # clear) empties the kernel's copy too, so the next append cannot resurrect old plots.
-        self.output.outputs = ()
-
-    def run_once(self) -> Timeline | None:
-        """Run with the current slider values, then show the timeline and the speedup."""
+    def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
         n, seconds, limit = self.processes.value, round(self.seconds.value, 1), self.limit.value
-        self.button.disabled = True
-        self.button.description = "Running…"
-        try:
-            with anyio.from_thread.start_blocking_portal() as portal:
-                timeline, elapsed, alone = portal.call(_sleepers, n, seconds, limit)
-        except Exception as exc:  # shown to the learner instead of vanishing in a callback
-            self._clear()
-            self.output.append_stdout(f"The run failed: {exc}\n")
-            return None
-        finally:
-            self.button.disabled = False
-            self.button.description = "Run"
-        self.timeline = timeline
-        fig = plot_timeline(timeline, title=f"{n} x sleep {seconds:g} s, at most {limit} at once")
-        self._clear()
-        self.output.append_stdout(
-            describe_speedup(timeline, elapsed=elapsed, alone=alone, processes=n,
-                             seconds=seconds, limit=limit) + "\n")
-        self.output.append_display_data(figure_png(fig))
-        return timeline
+        timeline, elapsed, alone = portal.call(_sleepers, n, seconds, limit)
+        facts = describe_speedup(timeline, elapsed=elapsed, alone=alone, processes=n,
+                                 seconds=seconds, limit=limit)
+        return timeline, facts, f"{n} x sleep {seconds:g} s, at most {limit} at once"
 
 
 def timing_explorer(*, processes: int = 10, seconds: float = 0.2, limit: int = 10,
@@ -179,7 +196,7 @@ async def _sleepers(processes: int, seconds: float,
 
 # -- the pool explorer (notebook 05) ---------------------------------------------------------
 
-class PoolExplorer(w.VBox):
+class PoolExplorer(_Explorer):
     """A :class:`~asyncproc_kit.ProcessPool` with W workers running J jobs, drawn as a Gantt
     chart, with the throughput.
 
@@ -190,53 +207,19 @@ class PoolExplorer(w.VBox):
 
     def __init__(self, *, workers: int = 4, jobs: int = 12, seconds: float = 0.2,
                  run_when_shown: bool = True) -> None:
-        style = {"description_width": "9em"}
-        layout = w.Layout(width="28em")
-        self.workers = w.IntSlider(value=workers, min=1, max=32, description="workers",
-                                   style=style, layout=layout)
-        self.jobs = w.IntSlider(value=jobs, min=1, max=100, description="jobs",
-                                style=style, layout=layout)
-        self.seconds = w.FloatSlider(value=seconds, min=0.1, max=1.0, step=0.1,
-                                     description="seconds each", readout_format=".1f",
-                                     style=style, layout=layout)
-        self.button = w.Button(description="Run", button_style="primary", icon="play")
-        self.output = w.Output()
-        self.timeline: Timeline | None = None
-        self._run_when_shown = run_when_shown
-        self.button.on_click(lambda _button: self.run_once())
-        controls = w.VBox([self.workers, self.jobs, self.seconds, self.button])
-        super().__init__([controls, self.output])
+        self.workers = _slider(w.IntSlider, workers, 1, 32, "workers")
+        self.jobs = _slider(w.IntSlider, jobs, 1, 100, "jobs")
+        self.seconds = _slider(w.FloatSlider, seconds, 0.1, 1.0, "seconds each", step=0.1,
+                               readout_format=".1f")
+        super().__init__([self.workers, self.jobs, self.seconds], run_when_shown)
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if self._run_when_shown:
-            self._run_when_shown = False
-            self.run_once()
-        return bundle
-
-    def run_once(self) -> Timeline | None:
-        """Run the pool with the current slider values; show its timeline and throughput."""
+    def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
         workers, jobs = self.workers.value, self.jobs.value
         seconds = round(self.seconds.value, 1)
-        self.button.disabled = True
-        self.button.description = "Running…"
-        try:
-            with anyio.from_thread.start_blocking_portal() as portal:
-                timeline, elapsed = portal.call(_pool_jobs, workers, jobs, seconds)
-        except Exception as exc:  # shown to the learner instead of vanishing in a callback
-            self.output.outputs = ()
-            self.output.append_stdout(f"The run failed: {exc}\n")
-            return None
-        finally:
-            self.button.disabled = False
-            self.button.description = "Run"
-        self.timeline = timeline
-        fig = plot_timeline(timeline, title=f"{jobs} jobs x {seconds:g} s, {workers} workers")
-        self.output.outputs = ()
-        self.output.append_stdout(describe_throughput(timeline, elapsed=elapsed, jobs=jobs,
-                                                      workers=workers, seconds=seconds) + "\n")
-        self.output.append_display_data(figure_png(fig))
-        return timeline
+        timeline, elapsed = portal.call(_pool_jobs, workers, jobs, seconds)
+        facts = describe_throughput(timeline, elapsed=elapsed, jobs=jobs, workers=workers,
+                                    seconds=seconds)
+        return timeline, facts, f"{jobs} jobs x {seconds:g} s, {workers} workers"
 
 
 def pool_explorer(*, workers: int = 4, jobs: int = 12, seconds: float = 0.2,
