@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 lab: $(STAMP)  ## open the workbook in JupyterLab (localhost only, with a token)
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
-		$(if $(filter 0,$(shell id -u)),--allow-root,) 00-welcome.ipynb
+		$(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/00-welcome.ipynb
 
 test: $(STAMP)  ## the whole suite: kit tests on asyncio and trio, then every notebook
 	$(BIN)/python -m pytest
