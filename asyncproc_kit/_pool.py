@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._command import check_command, check_env, check_seconds
-from ._errors import ProcessError, ProcessTimeout, format_command
-from ._process import DEFAULT_GRACE, Child, read_available, spawn
+from ._errors import ProcessError, format_command
+from ._process import DEFAULT_GRACE, Child, spawn
 from ._progress import Progress, check_progress, make_progress
-from ._run import ProcessResult, check_input, decode, drain, feed
+from ._run import ProcessResult, check_input, complete
 from ._scheduling import JobQueue, check_priority
 from ._timeline import Span, Timeline
 
@@ -140,42 +139,9 @@ async def _run_child(args: list[Any], opts: _Options, timeline: Timeline, span: 
                   env=opts.env, timeline=timeline, span=span)
     if on_spawn is not None:
         on_spawn(child)
-    out: list[bytes] = []
-    err: list[bytes] = []
-    try:
-        timeout = opts.timeout if opts.timeout is not None else math.inf
-        with anyio.move_on_after(timeout) as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(drain, child, child.stdout, out)
-                tg.start_soon(drain, child, child.stderr, err)
-                if opts.input is not None:
-                    tg.start_soon(feed, child, opts.input)
-                await child.wait()
-        if scope.cancelled_caught:
-            ended = await child.terminate(opts.grace)
-            span.outcome = "timeout"
-            out.extend(read_available(child.stdout))  # type: ignore[arg-type]
-            err.extend(read_available(child.stderr))  # type: ignore[arg-type]
-            raise ProcessTimeout(child.args, opts.timeout,  # type: ignore[arg-type]
-                                 decode(b"".join(out), opts.text, opts.encoding, opts.errors),
-                                 decode(b"".join(err), opts.text, opts.encoding, opts.errors),
-                                 ended.returncode)
-    except BaseException:
-        if span.outcome is None and child.returncode is None:
-            span.outcome = "cancelled"
-        raise
-    finally:
-        await child.aclose(opts.grace)
-    result = ProcessResult(
-        args=child.args, returncode=child.returncode,  # type: ignore[arg-type]
-        pid=child.pid, started=child.started, ended=child.ended or time.time(),
-        duration=child.duration,
-        stdout=decode(b"".join(out), opts.text, opts.encoding, opts.errors),
-        stderr=decode(b"".join(err), opts.text, opts.encoding, opts.errors),
-    )
-    if opts.check and result.returncode:
-        result.check_returncode()
-    return result
+    return await complete(child, input=opts.input, timeout=opts.timeout, grace=opts.grace,
+                          check=opts.check, text=opts.text, encoding=opts.encoding,
+                          errors=opts.errors)
 
 
 # -- map_limited -----------------------------------------------------------------------------

@@ -120,6 +120,15 @@ async def run(
     data = check_input(input, encoding)
     child = spawn(cmd, stdin="devnull" if data is None else "pipe", cwd=cwd, env=env,
                   timeline=timeline, label=label)
+    return await complete(child, input=data, timeout=timeout, grace=grace, check=check,
+                          text=text, encoding=encoding, errors=errors)
+
+
+async def complete(child: Child, *, input: bytes | None, timeout: float | None, grace: float,
+                   check: bool, text: bool, encoding: str, errors: str) -> ProcessResult:
+    """Feed, drain and reap a child that :func:`spawn` just started, exactly as :func:`run`
+    does (run is spawn + complete; the pool spawns itself to hand the child out early).
+    Arguments are already checked; ``input`` is bytes."""
     out: list[bytes] = []
     err: list[bytes] = []
     try:
@@ -127,8 +136,8 @@ async def run(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(drain, child, child.stdout, out)
                 tg.start_soon(drain, child, child.stderr, err)
-                if data is not None:
-                    tg.start_soon(feed, child, data)
+                if input is not None:
+                    tg.start_soon(feed, child, input)
                 await child.wait()
         if scope.cancelled_caught:
             assert timeout is not None
