@@ -99,13 +99,10 @@ async def check_first_match(first_match: Callable[[list[str], str], Any]) -> Exe
     contains ``word`` as soon as it arrives (stopping the child), or ``None`` if none does."""
     word = random.choice(["needle", "token", "answer", "signal"])
     begun = time.monotonic()
-    with anyio.move_on_after(SLOW_TAIL * 4):
-        answer, problem = await call(first_match, MATCH,
-                                     slow_after_match(word, random.randint(1, 4)), word)
+    answer, problem = await call(
+        first_match, MATCH, slow_after_match(word, random.randint(1, 4)), word,
+        patience=SLOW_TAIL * 4, stuck="Return from inside the `async for` loop once you find it.")
     took = time.monotonic() - begun
-    if took >= SLOW_TAIL * 4:
-        return ExerciseResult(MATCH, False, f"no answer after {SLOW_TAIL * 4:g} s",
-                              "Return from inside the `async for` loop once you find it.")
     if problem is not None:
         return problem
     if hasattr(answer, "text") and hasattr(answer, "source"):

@@ -12,8 +12,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 from ._common import ExerciseResult
 from ._try import call
 
@@ -27,12 +25,10 @@ async def check_shout(shout: Callable[[list[str]], Any], *,
     """``await shout(messages)`` must send each message to ``ECHO_STDIN_UPPER`` as a line and
     return the replies (upper case, without newlines), in order."""
     messages = [f"{random.choice(WORDS)} {i}" for i in range(random.randint(3, 6))]
-    with anyio.move_on_after(patience) as scope:
-        replies, problem = await call(shout, SHOUT, list(messages))
-    if scope.cancelled_caught:
-        return ExerciseResult(SHOUT, False, f"no answer after {patience:g} s",
-                              "End each message with '\\n': the child answers whole lines. "
-                              "Send one line, then await pipe.receive_line().")
+    replies, problem = await call(
+        shout, SHOUT, list(messages), patience=patience,
+        stuck="End each message with '\\n': the child answers whole lines. "
+              "Send one line, then await pipe.receive_line().")
     if problem is not None:
         return problem
     expected = [m.upper() for m in messages]
@@ -61,12 +57,10 @@ async def check_echo_big(echo_big: Callable[[bytes], Any], *,
     every byte it echoes, without deadlocking."""
     size = random.randint(2_000_000, 3_000_000)  # far more than two pipe buffers
     data = os.urandom(size)
-    with anyio.move_on_after(patience) as scope:
-        echoed, problem = await call(echo_big, ECHO, data)
-    if scope.cancelled_caught:
-        return ExerciseResult(ECHO, False, f"no answer after {patience:g} s: deadlocked?",
-                              "Writing everything before reading fills both pipes. Read while "
-                              "you write: run(CAT, input=data, text=False) or open_pipe.")
+    echoed, problem = await call(
+        echo_big, ECHO, data, patience=patience, suspect="deadlocked?",
+        stuck="Writing everything before reading fills both pipes. Read while you write: "
+              "run(CAT, input=data, text=False) or open_pipe.")
     if problem is not None:
         return problem
     if isinstance(echoed, str):

@@ -65,12 +65,10 @@ async def check_exit_codes(exit_codes: Callable[[list[list[str]], int], Any], *,
     codes: list[int | None] = [random.choice([0, 0, 1, 2, 3]) for _ in range(7)]
     codes[random.randrange(1, 6)] = None
     commands = [[MISSING] if c is None else _exiting(c, 0.25) for c in codes]
-    with anyio.move_on_after(patience) as scope:
-        answer, problem, peak, left = await observe(call(exit_codes, BATCH, commands, limit))
-    if scope.cancelled_caught:
-        return ExerciseResult(BATCH, False, f"no answer after {patience:g} s",
-                              "Each command sleeps 0.25 s; with the limit, all of them take "
-                              "about a second. Is something waiting forever?")
+    answer, problem, peak, left = await observe(call(
+        exit_codes, BATCH, commands, limit, patience=patience,
+        stuck="Each command sleeps 0.25 s; with the limit, all of them take about a second. "
+              "Is something waiting forever?"))
     if problem is not None:
         return problem
     if left:
@@ -103,13 +101,10 @@ async def check_pool_by_hand(pool_by_hand: Callable[[list[list[str]], int], Any]
     words = random.sample(["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "owl"], 7)
     commands = [_printing(word, 0.3) for word in words]
     expected = [f"{word}\n" for word in words]
-    with anyio.move_on_after(patience) as scope:
-        answer, problem, peak, left = await observe(
-            call(pool_by_hand, WORKERS, commands, workers))
-    if scope.cancelled_caught:
-        return ExerciseResult(WORKERS, False, f"no answer after {patience:g} s",
-                              "Close the send stream once every job is sent (async with "
-                              "send:), so the workers' `async for` loops end.")
+    answer, problem, peak, left = await observe(call(
+        pool_by_hand, WORKERS, commands, workers, patience=patience,
+        stuck="Close the send stream once every job is sent (async with send:), so the "
+              "workers' `async for` loops end."))
     if problem is not None:
         return problem
     if left:
