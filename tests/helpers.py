@@ -66,3 +66,17 @@ async def members_at_least(pids: list[int], count: int, *, within: float = 15.0)
     """Poll until the sessions of ``pids`` hold at least ``count`` live processes; return them."""
     await eventually(lambda: len(session_members(pids)) >= count, within=within)
     return session_members(pids)
+
+
+class FakeClock:
+    """Seconds that move only when the test says so (``advance`` or setting ``now``)."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+

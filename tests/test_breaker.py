@@ -7,9 +7,8 @@ import time
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import nothing_left_behind  # noqa: F401
+from helpers import FakeClock, nothing_left_behind  # noqa: F401
 
-import asyncproc_kit._process
 from asyncproc_kit import (
     BreakerRegistry,
     CircuitBreaker,
@@ -24,36 +23,9 @@ from asyncproc_kit.testing import EXIT
 pytestmark = pytest.mark.anyio
 
 
-class FakeClock:
-    """Seconds that only move when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def spawns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Every command the kit spawns, in order (run() is wrapped, not replaced)."""
-    started: list[list[str]] = []
-    real = asyncproc_kit._process.spawn
-
-    def counting(cmd, **kwargs):
-        started.append(list(cmd))
-        return real(cmd, **kwargs)
-
-    monkeypatch.setattr("asyncproc_kit._run.spawn", counting)
-    return started
 
 
 async def succeed() -> str:

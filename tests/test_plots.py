@@ -9,6 +9,7 @@ import sys
 
 import anyio
 import pytest
+from helpers import FakeClock
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -25,17 +26,9 @@ from asyncproc_kit.testing import EXIT, IGNORE_SIGTERM, SLEEP, python
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def synthetic(n: int) -> Timeline:
     """n processes of 0.2 s, 10 at a time, each queued from 0."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     tl = Timeline(clock)
     for i in range(n):
         span = tl.add(["sleep", "0.2"], f"job {i}", queued=True)
@@ -43,12 +36,12 @@ def synthetic(n: int) -> Timeline:
         span.first_output = span.started + 0.05
         span.ended = span.started + 0.2
         span.returncode, span.outcome = 0, "ok"
-    clock.t = max((s.ended for s in tl.spans), default=0.0)
+    clock.now = max((s.ended for s in tl.spans), default=0.0)
     return tl
 
 
 def every_outcome() -> Timeline:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     tl = Timeline(clock)
     times = {"ok": (0.0, 0.3), "failed": (0.0, 0.1), "signal": (0.05, 0.2),
              "timeout": (0.0, 0.5), "cancelled": (0.1, 0.4)}
@@ -61,7 +54,7 @@ def every_outcome() -> Timeline:
     still = tl.add(["prog", "running"], "running", queued=True)
     still.started = 0.2
     tl.mark("limit raised", at=0.25)
-    clock.t = 0.6
+    clock.now = 0.6
     return tl
 
 

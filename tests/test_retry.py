@@ -58,22 +58,6 @@ def runs(counter: Path) -> int:
     return int(counter.read_text()) if counter.exists() else 0
 
 
-@pytest.fixture
-def spawns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Every command run() tries to spawn, whether or not it starts."""
-    import asyncproc_kit._process
-
-    tried: list[list[str]] = []
-    real = asyncproc_kit._process.spawn
-
-    def counting(cmd, **kwargs):
-        tried.append(list(cmd))
-        return real(cmd, **kwargs)
-
-    monkeypatch.setattr("asyncproc_kit._run.spawn", counting)
-    return tried
-
-
 @pytest.mark.parametrize("k", [0, 1, 3])
 async def test_exactly_k_retries_for_a_command_that_fails_k_times(tmp_path: Path, k: int) -> None:
     """A command failing k times with a listed code runs k + 1 times and then succeeds."""

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from helpers import FakeClock
 
 from asyncproc_kit import ProcessFailed, ProcessTimeout, Timeline, run
 from asyncproc_kit.testing import EXIT, SLEEP, python
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 50.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def finished(tl: Timeline, label: str, start: float, end: float, outcome: str = "ok"):
@@ -27,9 +20,9 @@ def finished(tl: Timeline, label: str, start: float, end: float, outcome: str = 
 
 def test_times_are_seconds_since_the_origin() -> None:
     """now() counts from creation; add(queued=True) stamps the queue time."""
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     tl = Timeline(clock)
-    clock.t += 1.25
+    clock.now += 1.25
     assert tl.now() == 1.25
     span = tl.add(["sleep", "1"], queued=True)
     assert span.label == "['sleep', '1']"  # format_command: the list form
@@ -41,9 +34,9 @@ def test_times_are_seconds_since_the_origin() -> None:
 
 def test_mark_records_moments_not_tied_to_a_process() -> None:
     """mark() defaults to now, accepts an explicit time, and keeps insertion order."""
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     tl = Timeline(clock)
-    clock.t += 0.5
+    clock.now += 0.5
     assert tl.mark("limit raised") == 0.5
     assert tl.mark("retry", at=0.2) == 0.2
     assert tl.marks == [(0.5, "limit raised"), (0.2, "retry")]
@@ -52,7 +45,7 @@ def test_mark_records_moments_not_tied_to_a_process() -> None:
 
 def test_peak_concurrency_and_makespan() -> None:
     """Touching spans (one ends as the next starts) do not overlap."""
-    tl = Timeline(FakeClock())
+    tl = Timeline(FakeClock(50.0))
     finished(tl, "a", 0.0, 1.0)
     finished(tl, "b", 1.0, 2.0)
     finished(tl, "c", 0.5, 1.5)
@@ -64,7 +57,7 @@ def test_peak_concurrency_and_makespan() -> None:
 
 def test_summary_counts_outcomes_and_totals() -> None:
     """busy is the sum of durations; average concurrency = busy / makespan."""
-    tl = Timeline(FakeClock())
+    tl = Timeline(FakeClock(50.0))
     for i in range(4):
         finished(tl, f"ok{i}", 0.0, 1.0)
     finished(tl, "bad", 0.0, 0.5, "failed")

@@ -5,19 +5,12 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from helpers import FakeClock
 
 from asyncproc_kit import ProcessFailed, Stopwatch, run, stopwatch, timed
 from asyncproc_kit.testing import EXIT, SLEEP
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 async def test_stopwatch_measures_an_awaited_sleep() -> None:
@@ -30,42 +23,42 @@ async def test_stopwatch_measures_an_awaited_sleep() -> None:
 
 async def test_stopwatch_with_a_fake_clock_is_exact() -> None:
     """elapsed reads so-far while running and freezes when the block ends."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     sw = stopwatch(clock=clock)
     assert sw.elapsed is None
     assert repr(sw) == "<Stopwatch: not started>"
     async with sw:
-        clock.t += 1.5
+        clock.now += 1.5
         assert sw.elapsed == 1.5
         assert repr(sw) == "<Stopwatch: running, 1.500 s>"
-        clock.t += 0.5
-    clock.t += 10
+        clock.now += 0.5
+    clock.now += 10
     assert sw.elapsed == 2.0
     assert repr(sw) == "<Stopwatch: stopped, 2.000 s>"
 
 
 def test_stopwatch_works_without_an_event_loop() -> None:
     """Plain `with` needs no loop at all."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     with stopwatch(clock=clock) as sw:
-        clock.t += 0.25
+        clock.now += 0.25
     assert isinstance(sw, Stopwatch)
     assert sw.elapsed == 0.25
 
 
 async def test_stopwatch_stops_when_the_block_raises() -> None:
     """A failure still records how long the block ran, and propagates unchanged."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     sw = stopwatch(clock=clock)
 
     async def fail_after_a_while() -> None:
         async with sw:
-            clock.t += 0.75
+            clock.now += 0.75
             raise ZeroDivisionError
 
     with pytest.raises(ZeroDivisionError):
         await fail_after_a_while()
-    clock.t += 5
+    clock.now += 5
     assert sw.elapsed == 0.75
 
 
@@ -100,10 +93,10 @@ async def test_timed_returns_the_value_and_the_seconds() -> None:
 
 async def test_timed_with_a_fake_clock() -> None:
     """The seconds are the clock's difference across the await."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
 
     async def work() -> str:
-        clock.t += 3.0
+        clock.now += 3.0
         await anyio.lowlevel.checkpoint()
         return "done"
 
