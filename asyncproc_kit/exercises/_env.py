@@ -15,10 +15,7 @@ import resource
 import sys
 from dataclasses import dataclass, field
 
-import anyio
-
 ENOUGH_FDS = 1024  # four per running child: room for a few hundred children at once
-SETTLE = 3.0  # seconds a killed grandchild may take to disappear on a busy machine
 
 
 @dataclass(frozen=True)
@@ -135,12 +132,9 @@ async def _group_cleanup() -> Check:
     else:
         return Check(name, False, "a child that should have timed out finished",
                      "Restart the kernel and run this cell again.")
-    # The child led a new session whose id is its pid; its grandchildren stay in it. A
-    # killed process takes a moment to die (the kernel must schedule it), so allow a little.
+    # The child led a new session whose id is its pid; its grandchildren stay in it. run()
+    # returns only once they are gone, so anything still there now is a real survivor.
     sessions = [span.pid for span in timeline.spans if span.pid is not None]
-    with anyio.move_on_after(SETTLE):
-        while session_members(sessions):  # noqa: ASYNC110 (not our children: no event)
-            await anyio.sleep(0.02)
     left = session_members(sessions)
     if left:
         return Check(name, False, f"{len(left)} grandchildren survived their group's end",
