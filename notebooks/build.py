@@ -56,11 +56,11 @@ CATALOGUE = [
     Entry("06", "06-timeouts-and-cancellation", "Timeouts and cancellation", "§4.1-§4.4"),
     Entry("07", "07-retries", "Retries", "§4.5"),
     Entry("08", "08-circuit-breaker", "Circuit breaker", "§4.6"),
-    Entry("09", "09-batch-processor", "Case study: a batch processor", "case 1"),
-    Entry("10", "10-remote-executor", "Case study: a remote executor", "case 2"),
-    Entry("11", "11-log-aggregator", "Case study: a log aggregator", "case 3"),
-    Entry("12", "12-health-monitor", "Case study: a health monitor", "case 4"),
-    Entry("13", "13-runtimes-errors-and-metrics", "Runtimes, errors and metrics",
+    Entry("09", "09-case-batch-processor", "Case study: a batch processor", "case 1"),
+    Entry("10", "10-case-remote-executor", "Case study: a remote executor", "case 2"),
+    Entry("11", "11-case-log-aggregator", "Case study: a log aggregator", "case 3"),
+    Entry("12", "12-case-health-monitor", "Case study: a health monitor", "case 4"),
+    Entry("13", "13-best-practices", "Best practices",
           "§6.1, §6.2, §6.4, §6.5, §7 trap 1"),
 ]
 
