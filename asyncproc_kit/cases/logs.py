@@ -1,0 +1,615 @@
+"""Many processes, one tagged stream, nothing lost: a log aggregator (case study 3, notebook 11).
+
+::
+
+    from asyncproc_kit.cases.logs import aggregate
+
+    async with aggregate({"web": cmd1, "worker": cmd2}) as logs:
+        async for line in logs:                 # LogLine(name, source, seq, time, text, split)
+            print(logs.format(line))            # "[web] ...", coloured in a terminal
+    print(logs.summary["web"])                  # lines, bytes, dropped, return code
+
+Each child is read with :func:`~asyncproc_kit.open_stream`, so everything it promises holds
+per child: exact order within a source, the last line delivered without a newline, over-long
+lines split (``split=True``) instead of dropped, undecodable bytes replaced, and the whole
+process group ended when you leave. On top of that the aggregator adds what one stream cannot:
+
+* **One bounded buffer of lines** shared by every child, with a policy for a consumer that is
+  slower than the producers: ``overflow="block"`` (the default) makes them wait, so nothing is
+  lost; ``overflow="drop_oldest"`` keeps memory bounded at ``buffer`` lines and drops the
+  oldest, and every drop is counted in the summary and leaves a gap in ``seq``.
+* **A sequence number per (name, source)**, counted from 0 when the line is read, so a gap is
+  proof of a drop and no gap is proof of none.
+* **PYTHONUNBUFFERED=1** for the children, because a Python child writing to a pipe
+  block-buffers: its lines would arrive only when it exits (``stdbuf -oL`` does not change
+  that; it only affects C stdio).
+* A summary per name, colour per name in a terminal (ANSI, off when ``NO_COLOR`` is set or the
+  output is not a terminal) and in a notebook (HTML), and a small command line::
+
+      python -m asyncproc_kit.cases.logs web="python -m http.server" worker="python w.py"
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import html
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any, NamedTuple
+
+import anyio
+import anyio.lowlevel
+
+from .. import DEFAULT_GRACE, OutputStream, ProcessError, Timeline, open_stream, terminate
+from .._command import check_command, check_cwd, check_env, spawn_error
+from .._process import exit_task_group
+
+__all__ = ["LogAggregator", "LogLine", "LogSummary", "LogView", "aggregate", "main",
+           "use_color"]
+
+OVERFLOW = ("block", "drop_oldest")
+SOURCES = ("stdout", "stderr")
+
+
+class LogLine(NamedTuple):
+    """One line from one child.
+
+    ``name`` is the key it was given in ``aggregate({...})``; ``source`` is ``"stdout"`` or
+    ``"stderr"``; ``seq`` counts the lines of that (name, source) from 0 (a gap means lines
+    were dropped); ``time`` is seconds since the aggregator started, when the line was read;
+    ``text`` has no newline; ``split`` is True for a piece of an over-long line that the next
+    piece of the same source continues.
+    """
+
+    name: str
+    source: str
+    seq: int
+    time: float
+    text: str
+    split: bool = False
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """What happened to one child: ``logs.summary[name]``.
+
+    ``stdout_lines``/``stderr_lines`` were delivered to you; ``stdout_dropped``/
+    ``stderr_dropped`` (together ``dropped``) were dropped by ``overflow="drop_oldest"``;
+    ``unread`` were still buffered when you left the block early; ``bytes`` were read from
+    its pipes. Delivered + dropped + unread is every line it wrote. ``returncode`` is
+    ``None`` while it runs, negative for a signal (as in ``subprocess``).
+    """
+
+    name: str
+    pid: int | None
+    returncode: int | None
+    stdout_lines: int
+    stderr_lines: int
+    bytes: int
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+    unread: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.stdout_dropped + self.stderr_dropped
+
+    def __str__(self) -> str:
+        status = "running" if self.returncode is None else _describe(self.returncode)
+        extra = f", {self.unread} unread" if self.unread else ""
+        return (f"{self.name}: {self.stdout_lines} stdout + {self.stderr_lines} stderr lines, "
+                f"{self.bytes} bytes, {self.dropped} dropped{extra}, {status}")
+
+
+def _describe(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+_make = tuple.__new__
+
+
+class LogAggregator:
+    """What :func:`aggregate` returns: an async context manager you iterate for lines.
+
+    Not started until ``async with``; every child has ended (and been reaped) when the
+    ``async for`` loop finishes or the block is left.
+    """
+
+    def __init__(self, streams: dict[str, OutputStream], *, buffer: int, overflow: str,
+                 timeline: Timeline, grace: float) -> None:
+        self.names = list(streams)
+        self.colors = {name: i % len(_PALETTE) for i, name in enumerate(self.names)}
+        self.overflow = overflow
+        self.buffer = buffer
+        self._streams = streams
+        self._timeline = timeline
+        self._grace = grace
+        self._batches: deque[list[LogLine]] = deque()  # each list: one (name, source)
+        self._head = 0  # lines of _batches[0] already taken or dropped
+        self._count = 0  # lines in the buffer
+        self.peak = 0  # the most lines the buffer ever held (at most ``buffer``)
+        self._low = buffer // 2  # blocked producers resume once the buffer is down to this
+        self._readable = anyio.Event()
+        self._writable = anyio.Event()
+        self._want_space = False
+        self._running = 0
+        self._entered = False
+        self._closed = False
+        self._origin = 0.0
+        self._seq = {name: dict.fromkeys(SOURCES, 0) for name in streams}
+        self._dropped = {name: dict.fromkeys(SOURCES, 0) for name in streams}
+        self._unread = {name: dict.fromkeys(SOURCES, 0) for name in streams}
+        self._returncodes: dict[str, int | None] = dict.fromkeys(streams)
+        self._stopped: set[str] = set()
+        self._exits_send, self._exits = anyio.create_memory_object_stream[tuple[str, int]](
+            len(streams))
+        self._tg: Any = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> LogAggregator:
+        if self._entered:
+            raise RuntimeError("an aggregator runs once: call aggregate(...) again")
+        self._entered = True
+        self._origin = time.monotonic()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        try:
+            for name, stream in self._streams.items():
+                await self._tg.start(self._pump, name, stream)  # spawns, or raises SpawnError
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool | None:
+        self._tg.cancel_scope.cancel()  # leaving, early or not: every child's group ends
+        try:
+            return await exit_task_group(self._tg, exc_type, exc, tb)
+        finally:
+            self._close_buffer()
+
+    def _close_buffer(self) -> None:
+        self._closed = True
+        for i, batch in enumerate(self._batches):
+            self._unread[batch[0].name][batch[0].source] += len(batch) - (self._head if i == 0
+                                                                           else 0)
+        self._batches.clear()
+        self._head = self._count = 0
+        self._exits_send.close()
+
+    async def _pump(self, name: str, stream: OutputStream, *, task_status) -> None:
+        """Read one child's batches into the shared buffer, numbering its lines."""
+        self._running += 1
+        try:
+            async with stream:
+                task_status.started()
+                seq = self._seq[name]
+                origin = self._origin
+                async for source, _, lines, split in stream.batches():
+                    first = seq[source]
+                    seq[source] = first + len(lines)
+                    at = time.monotonic() - origin
+                    numbers = range(first, first + len(lines))
+                    if split is None:
+                        items = list(map(_make, repeat(LogLine), zip(
+                            repeat(name), repeat(source), numbers, repeat(at), lines,
+                            repeat(False))))
+                    else:
+                        items = [LogLine(name, source, n, at, text, flag)
+                                 for n, text, flag in zip(numbers, lines, split, strict=True)]
+                    await self._put(items)
+        finally:
+            self._returncodes[name] = stream.returncode
+            self._running -= 1
+            self._readable.set()
+            if stream.returncode is not None:
+                self._exits_send.send_nowait((name, stream.returncode))
+
+    # -- the buffer ---------------------------------------------------------------------------
+
+    async def _put(self, items: list[LogLine]) -> None:
+        if self.overflow == "drop_oldest":
+            self._batches.append(items)
+            self._count += len(items)
+            if self._count > self.buffer:
+                self._drop(self._count - self.buffer)
+            self.peak = max(self.peak, self._count)
+            self._readable.set()
+            return
+        while items:
+            space = self.buffer - self._count
+            if space <= 0:
+                if not self._want_space:
+                    self._want_space = True
+                    self._writable = anyio.Event()
+                await self._writable.wait()
+                continue
+            chunk, items = (items, []) if len(items) <= space else (items[:space], items[space:])
+            self._batches.append(chunk)
+            self._count += len(chunk)
+            self.peak = max(self.peak, self._count)
+            self._readable.set()
+
+    def _drop(self, excess: int) -> None:
+        while excess:
+            front = self._batches[0]
+            first = front[self._head]
+            k = min(len(front) - self._head, excess)
+            self._dropped[first.name][first.source] += k
+            self._count -= k
+            excess -= k
+            if self._head + k == len(front):
+                self._batches.popleft()
+                self._head = 0
+            else:
+                self._head += k
+                if self._head > 64 and 2 * self._head > len(front):
+                    del front[:self._head]  # a huge read: do not keep its dropped part alive
+                    self._head = 0
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def __aiter__(self) -> LogAggregator:
+        return self
+
+    async def __anext__(self) -> LogLine:
+        if not self._entered or self._closed:
+            raise RuntimeError("iterate inside 'async with aggregate(...) as logs:'")
+        if self._head == 0:
+            await anyio.lowlevel.checkpoint()  # once per batch: cancellable, and fair
+        while not self._count:
+            if not self._running:
+                raise StopAsyncIteration
+            self._readable = anyio.Event()
+            await self._readable.wait()
+        front = self._batches[0]
+        line = front[self._head]
+        self._count -= 1
+        self._head += 1
+        if self._head == len(front):
+            self._batches.popleft()
+            self._head = 0
+        if self._want_space and self._count <= self._low:
+            self._want_space = False
+            self._writable.set()
+        return line
+
+    @property
+    def buffered(self) -> int:
+        """Lines waiting for you right now."""
+        return self._count
+
+    def exits(self) -> Any:
+        """Iterate ``(name, returncode)`` as the children end, in the order they end."""
+        return self._exits
+
+    async def terminate(self, *names: str) -> None:
+        """End the named children (all if none named) now, each with SIGTERM, then SIGKILL
+        after ``grace``. Their remaining output is still delivered; the loop then ends."""
+        unknown = [n for n in names if n not in self._streams]
+        if unknown:
+            raise KeyError(f"no child called {unknown[0]!r}; the names are {self.names}")
+        chosen = names or tuple(self.names)
+        async with anyio.create_task_group() as tg:
+            for name in chosen:
+                stream = self._streams[name]
+                if stream.pid is not None and self._returncodes[name] is None:
+                    self._stopped.add(name)
+                    tg.start_soon(lambda s=stream: terminate(s, grace=self._grace))
+
+    @property
+    def stopped(self) -> set[str]:
+        """Names of the children that :meth:`terminate` ended (not ended on their own)."""
+        return set(self._stopped)
+
+    # -- facts --------------------------------------------------------------------------------
+
+    @property
+    def summary(self) -> dict[str, LogSummary]:
+        """Per name: lines delivered per source, bytes read, lines dropped, return code."""
+        buffered = {name: dict.fromkeys(SOURCES, 0) for name in self.names}
+        for i, batch in enumerate(self._batches):
+            buffered[batch[0].name][batch[0].source] += len(batch) - (self._head if i == 0 else 0)
+        spans = {span.pid: span for span in self._timeline.spans}
+        out = {}
+        for name, stream in self._streams.items():
+            seq, dropped, unread = self._seq[name], self._dropped[name], self._unread[name]
+            held = buffered[name]
+            delivered = {s: seq[s] - dropped[s] - held[s] - unread[s] for s in SOURCES}
+            span = spans.get(stream.pid)
+            out[name] = LogSummary(
+                name=name, pid=stream.pid, returncode=self._returncodes[name],
+                stdout_lines=delivered["stdout"], stderr_lines=delivered["stderr"],
+                bytes=span.received if span is not None else 0,
+                stdout_dropped=dropped["stdout"], stderr_dropped=dropped["stderr"],
+                unread=sum(unread.values()))
+        return out
+
+    # -- showing ------------------------------------------------------------------------------
+
+    def format(self, line: LogLine, *, color: bool = False) -> str:
+        """``[web] text`` (``[web:err]`` for stderr), padded so the texts line up; with
+        ``color=True`` the tag is in the name's ANSI colour (stderr tags in bold red)."""
+        return format_line(line, width=max(map(len, self.names)), color=color,
+                           index=self.colors.get(line.name, 0))
+
+    def view(self, lines: Iterable[LogLine]) -> LogView:
+        """The lines as a :class:`LogView`: HTML with this aggregator's colours in a notebook."""
+        return LogView(lines, names=self.names)
+
+
+def aggregate(
+    commands: Mapping[str, Sequence[Any]],
+    *,
+    buffer: int = 1024,
+    overflow: str = "block",
+    unbuffered: bool = True,
+    limit: int = 65536,
+    env: Mapping[str, str] | None = None,
+    cwd: Any = None,
+    grace: float = DEFAULT_GRACE,
+    timeline: Timeline | None = None,
+) -> LogAggregator:
+    """Run several commands at once and read all their output as one stream of lines.
+
+    ::
+
+        async with aggregate({"web": cmd1, "worker": cmd2}, buffer=1024) as logs:
+            async for line in logs:
+                print(f"[{line.name}] {line.text}")
+        print(logs.summary["web"].returncode)
+
+    **Output:** :class:`LogLine` items ``(name, source, seq, time, text, split)``. Within one
+    (name, source) the order is exactly the child's and ``seq`` counts 0, 1, 2, ...; between
+    children, lines come in the order they were read. Lines longer than ``limit`` characters
+    (64 Ki, as in ``open_stream``) arrive in pieces marked ``split=True``; the last line is
+    delivered without a newline; undecodable bytes become U+FFFD.
+
+    **Slow consumers:** at most ``buffer`` lines wait for you. ``overflow="block"`` (default)
+    then pauses the reading, so the children block on their full pipes: nothing is lost.
+    ``overflow="drop_oldest"`` keeps reading and drops the oldest buffered lines: memory stays
+    bounded, the children never wait, and every drop is counted (``summary[name].dropped``)
+    and shows as a gap in ``seq``.
+
+    **Environment:** children get ``PYTHONUNBUFFERED=1`` (added to ``env``, or to this
+    process's environment), so Python children's lines arrive while they run. With
+    ``unbuffered=False`` nothing is added.
+
+    **Exit status:** a non-zero exit does not raise; it is ``summary[name].returncode``.
+
+    **Cancellation:** leaving the block, normally, by ``break``, by an exception or by
+    cancellation, terminates every child's process group (SIGTERM, then SIGKILL after
+    ``grace`` s).
+
+    **Errors:** bad arguments raise here, before anything starts: ``TypeError``/``ValueError``
+    naming the argument, ``SpawnError`` for a program that is not there or a missing ``cwd``.
+    """
+    if not isinstance(commands, Mapping):
+        raise TypeError("commands must be a dict of name -> command, e.g. "
+                        "{'web': ['python', '-m', 'http.server']}, not "
+                        f"{type(commands).__name__}")
+    if not commands:
+        raise ValueError("commands is empty: give at least one name -> command")
+    _check_int("buffer", buffer)
+    if overflow not in OVERFLOW:
+        raise ValueError(f"overflow must be 'block' (nothing lost) or 'drop_oldest' (bounded "
+                         f"memory), not {overflow!r}")
+    if not isinstance(unbuffered, bool):
+        raise TypeError(f"unbuffered must be True or False, not {unbuffered!r}")
+    _check_int("limit", limit)
+    checked = check_env(env)
+    if unbuffered:
+        checked = {**(os.environ if checked is None else checked), "PYTHONUNBUFFERED": "1"}
+    timeline = Timeline() if timeline is None else timeline
+    streams: dict[str, OutputStream] = {}
+    for name, cmd in commands.items():
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise ValueError(f"a name must be a non-empty printable str, not {name!r}")
+        try:
+            args = check_command(cmd)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"commands[{name!r}]: {exc}") from None
+        check_cwd(args, cwd)
+        _check_program(args, checked, cwd)
+        streams[name] = open_stream(args, limit=limit, env=checked, cwd=cwd, grace=grace,
+                                    timeline=timeline, label=name)
+    return LogAggregator(streams, buffer=buffer, overflow=overflow, timeline=timeline,
+                         grace=grace)
+
+
+def _check_int(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int (lines/characters), not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{what} must be at least 1, not {value}")
+
+
+def _check_program(args: list, env: Mapping[str, str] | None, cwd: Any) -> None:
+    """Find a missing program now, so that nothing starts (``spawn`` would find it later)."""
+    program = os.fsdecode(args[0])
+    if "/" in program:
+        where = program if cwd is None else os.path.join(os.fspath(cwd), program)
+        found = os.path.exists(where)
+    else:
+        found = shutil.which(program, path=(env or os.environ).get("PATH", os.defpath))
+    if not found:
+        missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        raise spawn_error(args, missing, env) from None
+
+
+# -- colour ---------------------------------------------------------------------------------
+
+# (ANSI code, HTML colour) pairs, readable on light and dark backgrounds.
+_PALETTE = [("36", "#0e7490"), ("35", "#a21caf"), ("33", "#a16207"), ("32", "#15803d"),
+            ("34", "#1d4ed8"), ("96", "#0891b2"), ("95", "#c026d3"), ("93", "#ca8a04")]
+_ERR_HTML = "#b91c1c"
+
+
+def use_color(stream: Any = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Colour for ``stream`` (default stdout)? Never when ``NO_COLOR`` is set and not empty
+    (no-color.org); always when ``FORCE_COLOR`` is; otherwise only for a terminal."""
+    environ = os.environ if environ is None else environ
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def format_line(line: LogLine, *, width: int = 0, color: bool = False, index: int = 0) -> str:
+    """One line as ``[name] text`` (``[name:err]`` for stderr; a split piece ends in ``…``)."""
+    tag = line.name if line.source == "stdout" else f"{line.name}:err"
+    pad = " " * max(0, width + 4 - len(tag))
+    text = f"{line.text}…" if line.split else line.text
+    if not color:
+        return f"[{tag}]{pad}{text}"
+    code = _PALETTE[index % len(_PALETTE)][0]
+    shown = (f"\x1b[{code}m[{line.name}\x1b[0m\x1b[1;31m:err\x1b[0m\x1b[{code}m]\x1b[0m"
+             if line.source == "stderr" else f"\x1b[{code}m[{tag}]\x1b[0m")
+    return f"{shown}{pad}{text}"
+
+
+class LogView(list):
+    """A list of :class:`LogLine` that a notebook shows as coloured HTML (``_repr_html_``).
+
+    Colours follow ``names`` (default: the order in which names first appear); stderr tags are
+    red. Text is escaped, so a child's output cannot inject markup.
+    """
+
+    def __init__(self, lines: Iterable[LogLine] = (), names: Sequence[str] | None = None):
+        super().__init__(lines)
+        order = list(names) if names is not None else []
+        for line in self:
+            if line.name not in order:
+                order.append(line.name)
+        self.names = order
+
+    def __repr__(self) -> str:
+        width = max(map(len, self.names), default=0)
+        return "\n".join(format_line(line, width=width) for line in self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        width = max(map(len, self.names), default=0) + 4
+        rows = []
+        for line in self:
+            colour = _PALETTE[self.names.index(line.name) % len(_PALETTE)][1]
+            tag = f'<span style="color:{colour};font-weight:bold">[{html.escape(line.name)}'
+            if line.source == "stderr":
+                tag += f'<span style="color:{_ERR_HTML}">:err</span>'
+            tag += "]</span>"
+            visible = len(line.name) + (4 if line.source == "stderr" else 0)
+            pad = " " * max(0, width - visible)
+            text = html.escape(line.text) + ("…" if line.split else "")
+            style = f' style="color:{_ERR_HTML}"' if line.source == "stderr" else ""
+            rows.append(f"{tag}{pad}<span{style}>{text}</span>")
+        body = "\n".join(rows)
+        return f'<pre style="line-height:1.3;margin:0">{body}</pre>'
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m asyncproc_kit.cases.logs",
+        description="Run commands at once and show their output as one tagged stream. "
+                    "Commands are split like a shell would split them (shlex), but no shell "
+                    "runs them.",
+        epilog='example: python -m asyncproc_kit.cases.logs web="python -m http.server" '
+               'worker="python worker.py" --kill-others-on-fail')
+    parser.add_argument("commands", nargs="+", metavar="NAME=COMMAND")
+    parser.add_argument("--kill-others", action="store_true",
+                        help="when one command exits, stop the others")
+    parser.add_argument("--kill-others-on-fail", action="store_true",
+                        help="when one command fails, stop the others")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the tags (auto: a terminal and NO_COLOR unset)")
+    parser.add_argument("--buffer", type=int, default=1024, help="lines held for the display")
+    parser.add_argument("--overflow", choices=OVERFLOW, default="block")
+    args = parser.parse_args(argv)
+    parsed: dict[str, list[str]] = {}
+    for item in args.commands:
+        name, sep, command = item.partition("=")
+        if not sep or not name or not command.strip():
+            parser.error(f"{item!r}: write NAME=COMMAND, e.g. web='python -m http.server'")
+        if name in parsed:
+            parser.error(f"the name {name!r} is given twice")
+        try:
+            parsed[name] = shlex.split(command)
+        except ValueError as exc:
+            parser.error(f"{name}: cannot split {command!r}: {exc}")
+    args.parsed = parsed
+    return args
+
+
+def exit_status(returncode: int) -> int:
+    """A child's return code as a process exit status (a signal N becomes 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+async def _main(args: argparse.Namespace, out: Any) -> int:
+    color = {"always": True, "never": False}.get(args.color)
+    color = use_color(out) if color is None else color
+    failure: int | None = None
+    async with aggregate(args.parsed, buffer=args.buffer, overflow=args.overflow) as logs:
+
+        async def watch() -> None:
+            nonlocal failure
+            async for name, returncode in logs.exits():
+                if name in logs.stopped:
+                    continue  # we stopped it: not a failure of its own
+                if returncode != 0 and failure is None:
+                    failure = exit_status(returncode)
+                if args.kill_others or (args.kill_others_on_fail and returncode != 0):
+                    await logs.terminate()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            async for line in logs:
+                out.write(logs.format(line, color=color) + "\n")
+                if logs.buffered == 0:
+                    out.flush()
+    out.flush()
+    for summary in logs.summary.values():
+        print(summary, file=sys.stderr)
+    return failure or 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: ``python -m asyncproc_kit.cases.logs NAME=COMMAND ...``.
+
+    Exit status: 0 if every command succeeded, else the status of the first that failed on its
+    own (one ended by ``--kill-others`` does not count); 130 after Ctrl-C.
+    """
+    args = _parse_args(argv)
+    try:
+        return anyio.run(_main, args, sys.stdout)
+    except KeyboardInterrupt:
+        return 130
+    except ProcessError as exc:  # a program that is not there: said before anything starts
+        print(f"error: {exc}", file=sys.stderr)
+        return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main())
