@@ -155,8 +155,8 @@ class LogAggregator:
         self._unread = {name: dict.fromkeys(SOURCES, 0) for name in streams}
         self._returncodes: dict[str, int | None] = dict.fromkeys(streams)
         self._stopped: set[str] = set()
-        self._exits_send, self._exits = anyio.create_memory_object_stream[tuple[str, int]](
-            len(streams))
+        self._exit_log: list[tuple[str, int]] = []  # (name, returncode) in the order they end
+        self._exited = anyio.Event()
         self._tg: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -190,7 +190,6 @@ class LogAggregator:
                                                                            else 0)
         self._batches.clear()
         self._head = self._count = 0
-        self._exits_send.close()
 
     async def _pump(self, name: str, stream: OutputStream, *, task_status) -> None:
         """Read one child's batches into the shared buffer, numbering its lines."""
@@ -218,7 +217,8 @@ class LogAggregator:
             self._running -= 1
             self._readable.set()
             if stream.returncode is not None:
-                self._exits_send.send_nowait((name, stream.returncode))
+                self._exit_log.append((name, stream.returncode))
+            self._exited.set()
 
     # -- the buffer ---------------------------------------------------------------------------
 
@@ -294,9 +294,10 @@ class LogAggregator:
         """Lines waiting for you right now."""
         return self._count
 
-    def exits(self) -> Any:
-        """Iterate ``(name, returncode)`` as the children end, in the order they end."""
-        return self._exits
+    def exits(self) -> _Exits:
+        """Iterate ``(name, returncode)`` as the children end, in the order they end; the
+        loop finishes when every child has ended (each new iteration starts from the first)."""
+        return _Exits(self)
 
     async def terminate(self, *names: str) -> None:
         """End the named children (all if none named) now, each with SIGTERM, then SIGKILL
@@ -353,6 +354,26 @@ class LogAggregator:
         return LogView(lines, names=self.names)
 
 
+class _Exits:
+    def __init__(self, logs: LogAggregator) -> None:
+        self._logs = logs
+        self._seen = 0
+
+    def __aiter__(self) -> _Exits:
+        return self
+
+    async def __anext__(self) -> tuple[str, int]:
+        logs = self._logs
+        while self._seen == len(logs._exit_log):
+            if not logs._running or logs._closed:
+                raise StopAsyncIteration
+            if logs._exited.is_set():
+                logs._exited = anyio.Event()
+            await logs._exited.wait()
+        self._seen += 1
+        return logs._exit_log[self._seen - 1]
+
+
 def aggregate(
     commands: Mapping[str, Sequence[Any]],
     *,
@@ -384,7 +405,10 @@ def aggregate(
     then pauses the reading, so the children block on their full pipes: nothing is lost.
     ``overflow="drop_oldest"`` keeps reading and drops the oldest buffered lines: memory stays
     bounded, the children never wait, and every drop is counted (``summary[name].dropped``)
-    and shows as a gap in ``seq``.
+    and shows as a gap in ``seq`` (lines dropped after the last one you got from a source show
+    against the summary: ``stdout_lines + stdout_dropped`` is every stdout line written).
+    With ``"block"`` the lines held are ``buffer`` plus what each child's reader has queued
+    (``open_stream`` keeps up to 16 reads per child).
 
     **Environment:** children get ``PYTHONUNBUFFERED=1`` (added to ``env``, or to this
     process's environment), so Python children's lines arrive while they run. With
@@ -476,7 +500,7 @@ def use_color(stream: Any = None, environ: Mapping[str, str] | None = None) -> b
 def format_line(line: LogLine, *, width: int = 0, color: bool = False, index: int = 0) -> str:
     """One line as ``[name] text`` (``[name:err]`` for stderr; a split piece ends in ``…``)."""
     tag = line.name if line.source == "stdout" else f"{line.name}:err"
-    pad = " " * max(0, width + 4 - len(tag))
+    pad = " " * max(1, width + 5 - len(tag))  # texts line up after the longest "[name:err]"
     text = f"{line.text}…" if line.split else line.text
     if not color:
         return f"[{tag}]{pad}{text}"
@@ -509,7 +533,7 @@ class LogView(list):
         printer.text(repr(self))
 
     def _repr_html_(self) -> str:
-        width = max(map(len, self.names), default=0) + 4
+        width = max(map(len, self.names), default=0) + 5
         rows = []
         for line in self:
             colour = _PALETTE[self.names.index(line.name) % len(_PALETTE)][1]
@@ -518,7 +542,7 @@ class LogView(list):
                 tag += f'<span style="color:{_ERR_HTML}">:err</span>'
             tag += "]</span>"
             visible = len(line.name) + (4 if line.source == "stderr" else 0)
-            pad = " " * max(0, width - visible)
+            pad = " " * max(1, width - visible)
             text = html.escape(line.text) + ("…" if line.split else "")
             style = f' style="color:{_ERR_HTML}"' if line.source == "stderr" else ""
             rows.append(f"{tag}{pad}<span{style}>{text}</span>")
