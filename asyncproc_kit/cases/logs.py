@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import errno
 import html
+import operator
 import os
 import shlex
 import shutil
@@ -41,7 +42,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -138,11 +139,15 @@ class LogAggregator:
         self._streams = streams
         self._timeline = timeline
         self._grace = grace
-        self._batches: deque[list[LogLine]] = deque()  # each list: one (name, source)
-        self._head = 0  # lines of _batches[0] already taken or dropped
-        self._count = 0  # lines in the buffer
-        self.peak = 0  # the most lines the buffer ever held (at most ``buffer``)
+        self._batches: deque[_Batch] = deque()
+        self._count = 0  # lines held: those in _batches plus the slice you are iterating
+        self.peak = 0  # the most lines ever held (at most ``buffer``)
         self._low = buffer // 2  # blocked producers resume once the buffer is down to this
+        self._slice = max(1, buffer // 4)  # lines handed to the iterator at a time
+        self._hand: Iterator[LogLine] = iter(())  # the slice being iterated
+        self._hand_left: Iterator[int] = iter(())  # its seq numbers not yet taken
+        self._hand_size = 0
+        self._hand_key = ("", "")
         self._readable = anyio.Event()
         self._writable = anyio.Event()
         self._want_space = False
@@ -185,11 +190,20 @@ class LogAggregator:
 
     def _close_buffer(self) -> None:
         self._closed = True
-        for i, batch in enumerate(self._batches):
-            self._unread[batch[0].name][batch[0].source] += len(batch) - (self._head if i == 0
-                                                                           else 0)
+        for (name, source), held in self._held().items():
+            self._unread[name][source] += held
         self._batches.clear()
-        self._head = self._count = 0
+        self._hand = self._hand_left = iter(())
+        self._count = self._hand_size = 0
+
+    def _held(self) -> dict[tuple[str, str], int]:
+        """Lines not yet given to you, per (name, source)."""
+        held = {(name, source): 0 for name in self.names for source in SOURCES}
+        for batch in self._batches:
+            held[batch.name, batch.source] += len(batch.lines) - batch.start
+        if self._hand_size:
+            held[self._hand_key] += operator.length_hint(self._hand_left)
+        return held
 
     async def _pump(self, name: str, stream: OutputStream, *, task_status) -> None:
         """Read one child's batches into the shared buffer, numbering its lines."""
@@ -202,16 +216,8 @@ class LogAggregator:
                 async for source, _, lines, split in stream.batches():
                     first = seq[source]
                     seq[source] = first + len(lines)
-                    at = time.monotonic() - origin
-                    numbers = range(first, first + len(lines))
-                    if split is None:
-                        items = list(map(_make, repeat(LogLine), zip(
-                            repeat(name), repeat(source), numbers, repeat(at), lines,
-                            repeat(False))))
-                    else:
-                        items = [LogLine(name, source, n, at, text, flag)
-                                 for n, text, flag in zip(numbers, lines, split, strict=True)]
-                    await self._put(items)
+                    batch = _Batch(name, source, first, time.monotonic() - origin, lines, split)
+                    await self._put(batch)
         finally:
             self._returncodes[name] = stream.returncode
             self._running -= 1
@@ -221,17 +227,19 @@ class LogAggregator:
             self._exited.set()
 
     # -- the buffer ---------------------------------------------------------------------------
+    # Lines stay plain strings in the batches they were read in; a LogLine is made only when
+    # you iterate to it (in C, a slice at a time), so dropped lines cost almost nothing.
 
-    async def _put(self, items: list[LogLine]) -> None:
+    async def _put(self, batch: _Batch) -> None:
         if self.overflow == "drop_oldest":
-            self._batches.append(items)
-            self._count += len(items)
+            self._batches.append(batch)
+            self._count += len(batch.lines)
             if self._count > self.buffer:
                 self._drop(self._count - self.buffer)
             self.peak = max(self.peak, self._count)
             self._readable.set()
             return
-        while items:
+        while batch is not None:
             space = self.buffer - self._count
             if space <= 0:
                 if not self._want_space:
@@ -239,28 +247,27 @@ class LogAggregator:
                     self._writable = anyio.Event()
                 await self._writable.wait()
                 continue
-            chunk, items = (items, []) if len(items) <= space else (items[:space], items[space:])
-            self._batches.append(chunk)
-            self._count += len(chunk)
+            batch, rest = batch.cut(space)
+            self._batches.append(batch)
+            self._count += len(batch.lines)
             self.peak = max(self.peak, self._count)
             self._readable.set()
+            batch = rest
 
     def _drop(self, excess: int) -> None:
+        # Only whole batches and the front one's head: the slice you iterate is not touched,
+        # and it is at most buffer // 4 lines, so there is always enough to drop.
         while excess:
             front = self._batches[0]
-            first = front[self._head]
-            k = min(len(front) - self._head, excess)
-            self._dropped[first.name][first.source] += k
+            k = min(len(front.lines) - front.start, excess)
+            self._dropped[front.name][front.source] += k
             self._count -= k
             excess -= k
-            if self._head + k == len(front):
+            front.start += k
+            if front.start == len(front.lines):
                 self._batches.popleft()
-                self._head = 0
-            else:
-                self._head += k
-                if self._head > 64 and 2 * self._head > len(front):
-                    del front[:self._head]  # a huge read: do not keep its dropped part alive
-                    self._head = 0
+            elif front.start > 64 and 2 * front.start > len(front.lines):
+                front.trim()  # a huge read: do not keep its dropped part alive
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -268,31 +275,48 @@ class LogAggregator:
         return self
 
     async def __anext__(self) -> LogLine:
+        line = next(self._hand, None)
+        if line is not None:
+            return line
+        return await self._next_slice()
+
+    async def _next_slice(self) -> LogLine:
         if not self._entered or self._closed:
             raise RuntimeError("iterate inside 'async with aggregate(...) as logs:'")
-        if self._head == 0:
-            await anyio.lowlevel.checkpoint()  # once per batch: cancellable, and fair
-        while not self._count:
+        self._count -= self._hand_size  # the slice just finished leaves the buffer
+        self._hand_size = 0
+        if self._want_space and self._count <= self._low:
+            self._want_space = False
+            self._writable.set()
+        await anyio.lowlevel.checkpoint()  # once per slice: cancellable, and fair
+        while not self._batches:
             if not self._running:
                 raise StopAsyncIteration
             self._readable = anyio.Event()
             await self._readable.wait()
         front = self._batches[0]
-        line = front[self._head]
-        self._count -= 1
-        self._head += 1
-        if self._head == len(front):
+        start = front.start
+        end = min(len(front.lines), start + self._slice)
+        front.start = end
+        if end == len(front.lines):
             self._batches.popleft()
-            self._head = 0
-        if self._want_space and self._count <= self._low:
-            self._want_space = False
-            self._writable.set()
-        return line
+        self._hand_size = end - start
+        self._hand_key = (front.name, front.source)
+        self._hand_left = numbers = iter(range(front.seq + start, front.seq + end))
+        texts = front.lines[start:end]
+        flags = repeat(False) if front.split is None else front.split[start:end]
+        self._hand = map(_make, repeat(LogLine), zip(
+            repeat(front.name), repeat(front.source), numbers, repeat(front.at), texts, flags))
+        return next(self._hand)
+
+    def _idle(self) -> bool:
+        """Nothing left to hand out right now (cheap: the command line flushes then)."""
+        return not self._batches and not operator.length_hint(self._hand_left)
 
     @property
     def buffered(self) -> int:
         """Lines waiting for you right now."""
-        return self._count
+        return sum(self._held().values())
 
     def exits(self) -> _Exits:
         """Iterate ``(name, returncode)`` as the children end, in the order they end; the
@@ -323,15 +347,12 @@ class LogAggregator:
     @property
     def summary(self) -> dict[str, LogSummary]:
         """Per name: lines delivered per source, bytes read, lines dropped, return code."""
-        buffered = {name: dict.fromkeys(SOURCES, 0) for name in self.names}
-        for i, batch in enumerate(self._batches):
-            buffered[batch[0].name][batch[0].source] += len(batch) - (self._head if i == 0 else 0)
+        held = self._held()
         spans = {span.pid: span for span in self._timeline.spans}
         out = {}
         for name, stream in self._streams.items():
             seq, dropped, unread = self._seq[name], self._dropped[name], self._unread[name]
-            held = buffered[name]
-            delivered = {s: seq[s] - dropped[s] - held[s] - unread[s] for s in SOURCES}
+            delivered = {s: seq[s] - dropped[s] - held[name, s] - unread[s] for s in SOURCES}
             span = spans.get(stream.pid)
             out[name] = LogSummary(
                 name=name, pid=stream.pid, returncode=self._returncodes[name],
@@ -352,6 +373,37 @@ class LogAggregator:
     def view(self, lines: Iterable[LogLine]) -> LogView:
         """The lines as a :class:`LogView`: HTML with this aggregator's colours in a notebook."""
         return LogView(lines, names=self.names)
+
+
+class _Batch:
+    """Lines from one read of one (name, source); ``start`` is the first not yet taken."""
+
+    __slots__ = ("at", "lines", "name", "seq", "source", "split", "start")
+
+    def __init__(self, name: str, source: str, seq: int, at: float, lines: list[str],
+                 split: list[bool] | None) -> None:
+        self.name, self.source, self.seq, self.at = name, source, seq, at
+        self.lines, self.split, self.start = lines, split, 0
+
+    def cut(self, size: int) -> tuple[_Batch, _Batch | None]:
+        """The first ``size`` lines and the rest (None if nothing is left)."""
+        if len(self.lines) <= size:
+            return self, None
+        split = self.split
+        head = _Batch(self.name, self.source, self.seq, self.at, self.lines[:size],
+                      None if split is None else split[:size])
+        rest = _Batch(self.name, self.source, self.seq + size, self.at, self.lines[size:],
+                      None if split is None else split[size:])
+        return head, rest
+
+    def trim(self) -> None:
+        """Forget the lines before ``start`` (dropped), keeping seq numbers right."""
+        start = self.start
+        del self.lines[:start]
+        if self.split is not None:
+            del self.split[:start]
+        self.seq += start
+        self.start = 0
 
 
 class _Exits:
@@ -611,7 +663,7 @@ async def _main(args: argparse.Namespace, out: Any) -> int:
             tg.start_soon(watch)
             async for line in logs:
                 out.write(logs.format(line, color=color) + "\n")
-                if logs.buffered == 0:
+                if logs._idle():
                     out.flush()
     out.flush()
     for summary in logs.summary.values():
