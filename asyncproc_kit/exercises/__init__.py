@@ -27,6 +27,8 @@ from ._nb07 import check_resilient as check_resilient
 from ._nb07 import check_worth_retrying as check_worth_retrying
 from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
+from ._nb11 import check_find_gaps as check_find_gaps
+from ._nb11 import check_stop_on_failure as check_stop_on_failure
 
 __all__ = [
     "ROSETTA_QUESTIONS",
@@ -40,6 +42,7 @@ __all__ = [
     "check_exit_codes",
     "check_failed_result",
     "check_feed",
+    "check_find_gaps",
     "check_first_command",
     "check_first_match",
     "check_partial_output",
@@ -49,6 +52,7 @@ __all__ = [
     "check_run_all",
     "check_shout",
     "check_start_order",
+    "check_stop_on_failure",
     "check_worth_retrying",
     "environment_report",
 ]
