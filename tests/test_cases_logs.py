@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -441,3 +442,28 @@ def test_cli_usage_errors():
     done = cli("x=no-such-program-xyz --flag")
     assert done.returncode == 127
     assert "command not found" in done.stderr
+
+
+def test_cli_bad_option_value_is_a_usage_error():
+    """--buffer 0 is refused with the reason, before anything starts."""
+    done = cli("--buffer", "0", f"a={PY} -c 'print(1)'")
+    assert done.returncode == 2
+    assert "buffer must be at least 1" in done.stderr
+
+
+def test_cli_ctrl_c_ends_every_child_and_exits_130():
+    """SIGINT (Ctrl-C) to the tool: its children's groups end too, exit status 130."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    sleeper = f"{PY} -c 'import time; print(\"ready\", flush=True); time.sleep(60)'"
+    with subprocess.Popen([PY, "-m", "asyncproc_kit.cases.logs", f"a={sleeper}", f"b={sleeper}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as tool:
+        assert tool.stdout is not None
+        first = tool.stdout.readline()
+        assert "ready" in first
+        children = descendants(tool.pid)
+        tool.send_signal(signal.SIGINT)
+        assert tool.wait(timeout=30) == 130
+    assert children
+    assert [pid for pid in children if pid in descendants()] == []
+    assert session_members(children) == []

@@ -599,7 +599,7 @@ class LogView(list):
             style = f' style="color:{_ERR_HTML}"' if line.source == "stderr" else ""
             rows.append(f"{tag}{pad}<span{style}>{text}</span>")
         body = "\n".join(rows)
-        return f'<pre style="line-height:1.3;margin:0">{body}</pre>'
+        return f'<pre style="font-family:monospace;line-height:1.3;margin:0">{body}</pre>'
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -685,6 +685,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProcessError as exc:  # a program that is not there: said before anything starts
         print(f"error: {exc}", file=sys.stderr)
         return 127
+    except (TypeError, ValueError) as exc:  # e.g. --buffer 0
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
