@@ -37,8 +37,8 @@ def _writer(name: str, count: int) -> list[str]:
 
 async def dropped_lines() -> list[LogLine]:
     """Lines from a real run with ``drop_oldest`` and a consumer that keeps falling behind."""
-    commands = {"web": _writer("web", random.randint(3000, 6000)),
-                "worker": _writer("worker", random.randint(3000, 6000))}
+    commands = {"web": _writer("web", random.randint(1500, 3000)),
+                "worker": _writer("worker", random.randint(1500, 3000))}
     lines: list[LogLine] = []
     async with aggregate(commands, buffer=40, overflow="drop_oldest") as logs:
         async for line in logs:
@@ -125,7 +125,7 @@ async def check_find_gaps(find_gaps: Callable[[list[LogLine]], Any]) -> Exercise
 
 FAILING = python("""
     import sys, time
-    time.sleep(0.3)
+    time.sleep(0.1)
     print("cannot connect to the database", file=sys.stderr)
     sys.exit(3)
 """)
