@@ -38,7 +38,6 @@ import operator
 import os
 import shlex
 import shutil
-import signal
 import sys
 import time
 from collections import deque
@@ -52,6 +51,7 @@ import anyio.lowlevel
 
 from .. import DEFAULT_GRACE, OutputStream, ProcessError, Timeline, open_stream, terminate
 from .._command import check_command, check_cwd, check_env, spawn_error
+from .._errors import describe_returncode
 from .._process import exit_task_group
 
 __all__ = ["LogAggregator", "LogLine", "LogSummary", "LogView", "aggregate", "main",
@@ -105,19 +105,10 @@ class LogSummary:
         return self.stdout_dropped + self.stderr_dropped
 
     def __str__(self) -> str:
-        status = "running" if self.returncode is None else _describe(self.returncode)
+        status = "running" if self.returncode is None else describe_returncode(self.returncode)
         extra = f", {self.unread} unread" if self.unread else ""
         return (f"{self.name}: {self.stdout_lines} stdout + {self.stderr_lines} stderr lines, "
                 f"{self.bytes} bytes, {self.dropped} dropped{extra}, {status}")
-
-
-def _describe(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
 
 
 _make = tuple.__new__
