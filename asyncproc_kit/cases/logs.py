@@ -17,7 +17,8 @@ process group ended when you leave. On top of that the aggregator adds what one 
 * **One bounded buffer of lines** shared by every child, with a policy for a consumer that is
   slower than the producers: ``overflow="block"`` (the default) makes them wait, so nothing is
   lost; ``overflow="drop_oldest"`` keeps memory bounded at ``buffer`` lines and drops the
-  oldest, and every drop is counted in the summary and leaves a gap in ``seq``.
+  oldest, and every drop is counted in the summary and leaves a gap in ``seq`` (or, after
+  the last line you got from a source, a shortfall against the summary's count).
 * **A sequence number per (name, source)**, counted from 0 when the line is read, so a gap is
   proof of a drop and no gap is proof of none.
 * **PYTHONUNBUFFERED=1** for the children, because a Python child writing to a pipe

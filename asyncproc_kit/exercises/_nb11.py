@@ -146,7 +146,7 @@ async def check_stop_on_failure(stop_on_failure: Callable[[dict], Any]) -> Exerc
         stop_on_failure, FAIL, commands, patience=PATIENCE,
         suspect="it waited for the children that were still running",
         stuck="Watch `async for name, code in logs.exits():` and call `await "
-              "logs.terminate()` when code != 0 (iterate the lines too, or leave the block).")
+              "logs.terminate()` as soon as code != 0.")
     if problem is not None:
         return problem
     await anyio.sleep(0.2)  # a group that was just killed can take a moment to disappear
