@@ -162,28 +162,28 @@ TICKS = [sys.executable, "-c",
          "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(0.15)"]
 PLAIN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
-async def moments(commands, **options):
-    """How many different moments the lines arrived at."""
+async def arrivals(commands, **options):
+    """Did the lines arrive all at once (in one read), or while the child ran?"""
     async with aggregate(commands, env=PLAIN_ENV, **options) as logs:
         times = [line.time async for line in logs]
-    return f"{len(times)} lines arrived at {len(set(times))} moment(s)"
+    return f"{len(times)} lines, all at once: {len(set(times)) == 1}"
 
 # %%
-await moments({"py": TICKS}, unbuffered=False)
+await arrivals({"py": TICKS}, unbuffered=False)
 
 # %% [markdown]
 # The usual advice, `stdbuf -oL`, changes the buffering of C's stdio. Python does its own,
 # so it does not help:
 
 # %%
-await moments({"py": ["stdbuf", "-oL", *TICKS]}, unbuffered=False)
+await arrivals({"py": ["stdbuf", "-oL", *TICKS]}, unbuffered=False)
 
 # %% [markdown]
 # What Python listens to is `PYTHONUNBUFFERED=1` (or `python -u`). `aggregate` sets it for
 # every child unless you pass `unbuffered=False`, so by default each tick arrives on its own:
 
 # %%
-await moments({"py": TICKS})
+await arrivals({"py": TICKS})
 
 # %% [markdown]
 # Other languages have their own switches (C programs: `stdbuf -oL` does work there; many
