@@ -32,6 +32,11 @@ def kinds(events: list[HealthEvent]) -> list[str]:
     return [e.kind for e in events]
 
 
+def decisions(events: list[HealthEvent]) -> list[str]:
+    """The kinds of the events that decide a status (a loaded machine may add overruns)."""
+    return [e.kind for e in events if e.kind != "overrun"]
+
+
 def feed(health: ServiceHealth, clock: FakeClock, outcomes: str, step: float = 10.0) -> None:
     """One check per character ("+" passes, "-" fails), ``step`` seconds apart."""
     for outcome in outcomes:
@@ -257,6 +262,8 @@ async def test_a_check_still_running_at_its_tick_is_not_started_twice(
     monitor.add("slow", SLEEP(0.7), interval=0.25, timeout=10)
     with anyio.fail_after(30):
         async with monitor:
+            await monitor.wait_for("overrun", "slow", count=2)
+            assert monitor.history("slow") == []  # the first check is still running
             await monitor.wait_until(lambda: len(monitor.history("slow")) >= 2)
     history = monitor.history("slow")
     for before, after in itertools.pairwise(history):
@@ -301,7 +308,7 @@ async def test_up_down_recovered_with_a_real_service(tmp_path: Path) -> None:
             down = await monitor.wait_for("down", "svc")
             flag.touch()
             recovered = await monitor.wait_for("recovered", "svc")
-    assert kinds(monitor.events) == ["up", "down", "recovered"]
+    assert decisions(monitor.events) == ["up", "down", "recovered"]
     assert recovered.outage == pytest.approx(recovered.time - down.time)
     assert recovered.outage > 0
     assert monitor.status("svc") == "up"
@@ -382,7 +389,8 @@ async def test_listeners_sync_async_and_broken() -> None:
         async_seen.append(event.kind)
 
     def broken(event: HealthEvent) -> None:
-        raise RuntimeError("webhook unreachable")
+        if event.kind == "down":
+            raise RuntimeError("webhook unreachable")
 
     monitor = HealthMonitor(listeners=[lambda e: sync_seen.append(e.kind), broken])
     monitor.add_listener(pager)
@@ -390,9 +398,11 @@ async def test_listeners_sync_async_and_broken() -> None:
     with anyio.fail_after(20):
         async with monitor:
             await monitor.wait_for("down")
-            await monitor.wait_until(lambda: async_seen)
-    assert sync_seen == async_seen == ["down"]
-    assert monitor.events[0].reason == "1 failure; last: exit code 3: boom"
+            await monitor.wait_until(lambda: "down" in async_seen)
+    assert [k for k in sync_seen if k != "overrun"] == ["down"]
+    assert [k for k in async_seen if k != "overrun"] == ["down"]
+    [down] = [e for e in monitor.events if e.kind == "down"]
+    assert down.reason == "1 failure; last: exit code 3: boom"
     [(event, exc)] = monitor.listener_errors
     assert event.kind == "down"
     assert str(exc) == "webhook unreachable"

@@ -475,6 +475,7 @@ class HealthMonitor:
 
     def _on_event(self, event: HealthEvent) -> None:
         self.events.append(event)
+        self._notify()
         for listener in list(self._listeners):
             try:
                 outcome = listener(event)

@@ -320,7 +320,9 @@ print(f"web was down for {recovered.outage:.2f} s")
 plot_health(monitor)
 
 # %% [markdown]
-# The hollow diamonds at the start are the boot-time failures that did not count.
+# The hollow diamonds at the start are the boot-time failures that did not count. Any
+# `|` along the top is an overrun: on a busy machine a check can take longer than its
+# 0.2 s interval, and the monitor skips that tick instead of starting a second copy.
 #
 # ## What the original gets wrong
 #
