@@ -495,3 +495,18 @@ def test_plot_draws_a_hand_driven_service_and_rejects_other_things(clock: FakeCl
     assert "tick skipped (overrun)" in legend
     with pytest.raises(TypeError, match="not str"):
         plot_health(["s"])  # type: ignore[list-item]
+
+
+@pytest.mark.anyio
+async def test_leaving_just_as_ticks_fall_due_is_clean() -> None:
+    """The block ends in the same loop turn as 20 ticks fall due: the wake-ups that raced the
+    cancellation start nothing and raise nothing (asyncio resumes such a task once)."""
+    for _ in range(10):
+        monitor = HealthMonitor()
+        for i in range(20):
+            monitor.add(f"s{i}", EXIT(0), interval=1.0, timeout=5)
+        with anyio.fail_after(30):
+            async with monitor:
+                origin = anyio.current_time() - monitor.now()
+                await anyio.sleep_until(origin + 1.0 - 1e-9)  # wake just before the ticks
+        assert all(len(monitor.history(f"s{i}")) <= 1 for i in range(20))

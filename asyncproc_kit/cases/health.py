@@ -302,7 +302,7 @@ class HealthMonitor:
         self.history_limit = history_limit
         self._origin: float | None = None
         self._stopped_at: float | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: anyio.abc.TaskGroup | None = None  # set while running (not stopping)
         self._changed: anyio.Event | None = None
 
     def __repr__(self) -> str:
@@ -451,7 +451,10 @@ class HealthMonitor:
     async def _schedule(self, service: _Service, start: float) -> None:
         k = 0
         while True:
-            await anyio.sleep_until(self._origin + start + k * service.interval)  # type: ignore[operator]
+            due = self._origin + start + k * service.interval  # type: ignore[operator]
+            await anyio.sleep_until(due)
+            if self._tg is None:  # stopping: a wake-up that raced the cancellation
+                return
             now = self.now()
             if service.running_since is not None:
                 service.health.overrun(
