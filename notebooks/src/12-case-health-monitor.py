@@ -139,10 +139,10 @@ print("children still running:", len(descendants()))
 
 # %%
 OK, FAIL = EXIT(0), EXIT(1)
-await original_monitor("api", [OK, FAIL, OK, FAIL, OK, FAIL, FAIL, FAIL, FAIL], threshold=3)
+await original_monitor("api", [OK, FAIL, OK, FAIL, FAIL, FAIL, FAIL], threshold=3)
 
 # %% [markdown]
-# "recovered" twice for a service that was never down; "DOWN!" on every failure past the
+# "recovered" for a service that was never down; "DOWN!" on every failure past the
 # threshold ("4/3"), so an alert would fire again and again. And the alert itself is a
 # `println!`. (Also: the check goes through `sh -c`, so a service name or URL with a space or
 # a `;` in it becomes shell syntax.)
@@ -155,7 +155,7 @@ await original_monitor("api", [OK, FAIL, OK, FAIL, OK, FAIL, FAIL, FAIL, FAIL], 
 
 # %%
 monitor = HealthMonitor(listeners=[print])
-monitor.add("web", HANGS, interval=0.4, timeout=0.2, failure_threshold=3)
+monitor.add("web", HANGS, interval=0.3, timeout=0.2, failure_threshold=3)
 async with monitor:                        # checks run in the background
     await monitor.wait_for("down", "web")   # returns at the first "down" event
 
@@ -278,15 +278,15 @@ def http_server(port):
             str(port)]
 
 # %% [markdown]
-# A server needs a moment to start listening: `start_period=2` keeps those first
+# A server needs a moment to start listening: `start_period=3` keeps those first
 # "connection refused" from counting.
 
 # %%
 monitor = HealthMonitor()
 _ = monitor.add("web", http_check(web_port), interval=0.2, timeout=1, failure_threshold=2,
-                start_period=2)
+                start_period=3)
 _ = monitor.add("docs", http_check(docs_port), interval=0.3, timeout=1, failure_threshold=2,
-                start_period=2)
+                start_period=3)
 
 # %% [markdown]
 # The drill, in one block (the monitor runs only while it is open):
@@ -302,7 +302,7 @@ async with ProcessGroup() as servers:
         await monitor.wait_for("down", "web")
         web_server = servers.start(http_server(web_port))     # and starts again
         await monitor.wait_for("recovered", "web")
-        await anyio.sleep(0.3)
+        await anyio.sleep(0.2)
     await servers.cancel()
 
 # %% [markdown]
