@@ -439,6 +439,10 @@ async def test_bad_arguments_are_rejected_clearly() -> None:
         monitor.add("web", EXIT(0), failure_threshold=0)
     with pytest.raises(ValueError, match="non-empty name"):
         monitor.add("", EXIT(0))
+    with pytest.raises(TypeError, match=r"service 'web': env\['PORT'\] = 8080"):
+        monitor.add("web", EXIT(0), env={"PORT": 8080})
+    with pytest.raises(ValueError, match="history_limit must be a whole number >= 1"):
+        HealthMonitor(history_limit=0)
     monitor.add("web", EXIT(0), interval=0.1)
     with pytest.raises(ValueError, match="'web' is already monitored"):
         monitor.add("web", EXIT(0))

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._command import check_command, check_seconds
+from .._command import check_command, check_env, check_seconds
 from .._errors import ProcessTimeout, SpawnError, describe_returncode
 from .._process import DEFAULT_GRACE
 from .._run import run
@@ -107,10 +107,9 @@ class CheckResult:
         return self.time + self.duration
 
 
-def _check_threshold(name: str, value: Any) -> int:
+def _check_threshold(name: str, value: Any, unit: str = "consecutive checks") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1 (consecutive checks), "
-                         f"not {value!r}")
+        raise ValueError(f"{name} must be a whole number >= 1 ({unit}), not {value!r}")
     return value
 
 
@@ -299,7 +298,8 @@ class HealthMonitor:
         self._listeners: list[Listener] = []
         for listener in listeners:
             self.add_listener(listener)
-        self.history_limit = history_limit
+        self.history_limit = _check_threshold("history_limit", history_limit,
+                                              "results kept per service")
         self._origin: float | None = None
         self._stopped_at: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None  # set while running (not stopping)
@@ -337,6 +337,10 @@ class HealthMonitor:
         interval = check_seconds("interval", interval, allow_none=False)
         timeout = check_seconds("timeout", timeout, allow_none=False)
         grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+        try:
+            env = check_env(env)
+        except TypeError as exc:
+            raise TypeError(f"service {name!r}: {exc}") from None
         health = ServiceHealth(name, failure_threshold=failure_threshold,
                                success_threshold=success_threshold, start_period=start_period,
                                clock=self.now, history_limit=self.history_limit)
@@ -406,7 +410,7 @@ class HealthMonitor:
             raise ValueError(f"kind must be one of {', '.join(EVENT_KINDS)}, not {kind!r}")
         if name is not None:
             self._service(name)
-        count = _check_threshold("count", count)
+        count = _check_threshold("count", count, "events")
 
         def matching() -> list[HealthEvent]:
             return [e for e in self.events
