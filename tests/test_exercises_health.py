@@ -129,6 +129,19 @@ class AlwaysUp(Decider):
         return "up" if kind == "recovered" else kind
 
 
+class NeverDown(Decider):
+    """Never decides down (a threshold compared with > instead of >=)."""
+
+    def record(self, ok):
+        if not ok:
+            self.failures, self.successes = self.failures + 1, 0
+            if self.status != "down" and self.failures > self.failure_threshold:
+                self.status = "down"
+                return "down"
+            return None
+        return super().record(ok)
+
+
 class ForgetsStatus(Decider):
     def record(self, ok):
         kind = super().record(ok)
@@ -162,11 +175,12 @@ def test_decider_accepts_right_answers_written_differently(answer: type) -> None
 
 
 @pytest.mark.parametrize(("answer", "message", "hint"), [
-    (TheOriginal, "record() returned None, expected 'up'", "2 in a row reached the threshold"),
+    (TheOriginal, "record() returned None, expected 'up'", "never announced a healthy"),
     (RepeatsDown, "returned 'down', expected None", "say 'down' once per outage"),
     (FailuresNeverReset, "returned 'down', expected None", "Count *consecutive* failures"),
     (OneSuccessIsEnough, "returned 'up', expected None", "One success is not enough"),
     (AlwaysUp, "returned 'up', expected 'recovered'", "'up' is only the first decision"),
+    (NeverDown, "record() returned None, expected 'down'", "3 in a row reached the threshold"),
     (ForgetsStatus, "status is 'unknown', expected 'up'", "Set status"),
     (StartsAsNone, "a new one has status None", "Start as 'unknown'"),
     (Crashes, "record() raised KeyError", "traceback"),

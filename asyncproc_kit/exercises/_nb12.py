@@ -53,6 +53,9 @@ def _hint(got: Any, want: str | None, status: str, health: ServiceHealth, prefix
         return "It was down, so this is 'recovered'; 'up' is only the first decision."
     if got == "recovered" and want == "up":
         return "It was never down (status unknown before): the first decision is 'up'."
+    if want == "up" and got is None:
+        return (f"{health.success_threshold} successes in a row decide the first status: "
+                "return 'up' (the original never announced a healthy service at all).")
     if want is not None and got is None:
         needed = health.failure_threshold if want == "down" else health.success_threshold
         return f"{needed} in a row reached the threshold here: return {want!r}."
