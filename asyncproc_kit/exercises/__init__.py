@@ -25,18 +25,23 @@ from ._nb06 import check_cancel_all as check_cancel_all
 from ._nb06 import check_partial_output as check_partial_output
 from ._nb07 import check_resilient as check_resilient
 from ._nb07 import check_worth_retrying as check_worth_retrying
+from ._nb08 import HandClock as HandClock
 from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
 from ._nb11 import check_find_gaps as check_find_gaps
 from ._nb11 import check_stop_on_failure as check_stop_on_failure
+from ._nb12 import check_decider as check_decider
+from ._nb12 import check_probe as check_probe
 
 __all__ = [
     "ROSETTA_QUESTIONS",
     "EnvironmentReport",
     "ExerciseResult",
+    "HandClock",
     "check_breaker_class",
     "check_cancel_all",
     "check_count_sources",
+    "check_decider",
     "check_drive",
     "check_echo_big",
     "check_exit_codes",
@@ -47,6 +52,7 @@ __all__ = [
     "check_first_match",
     "check_partial_output",
     "check_pool_by_hand",
+    "check_probe",
     "check_resilient",
     "check_rosetta",
     "check_run_all",
