@@ -12,9 +12,16 @@ gives back what :func:`asyncproc_kit.map_limited` gives back::
 **The cluster:** with no ``address`` it starts a ``LocalCluster`` of ``n_workers`` worker
 processes (one task slot each) on 127.0.0.1, with no dashboard and quiet logs, and closes it
 on exit. With an ``address`` it connects to a scheduler that someone else runs and leaves
-it running. ``security=`` (a ``distributed.Security``) turns on TLS with client
-certificates; ``security=True`` with no address makes a throw-away certificate authority for
-the local cluster (``Security.temporary()``, needs ``cryptography``).
+it running.
+
+**Who may connect:** a Dask scheduler runs whatever task any connected client sends it
+(functions travel pickled), and plain ``tcp://`` authenticates nobody: on loopback that is
+still every user and every container sharing the machine. So the local cluster uses TLS
+with client certificates by default, from a throw-away certificate authority
+(``Security.temporary()``, which needs ``cryptography``): only this runner and its workers
+hold a certificate. ``security=False`` gives plain ``tcp://``; with an ``address``, pass the
+cluster's ``distributed.Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=...,
+require_encryption=True)``.
 
 **On the worker** each command runs through :func:`asyncproc_kit.run`: its own process
 group, output captured, ``timeout`` ending the whole group (SIGTERM, ``grace``, SIGKILL). The
@@ -198,13 +205,17 @@ async def _attempts(cmd: list[Any], options: _Options, retries: int) -> Outcome:
 class DaskRunner:
     """Run commands on a Dask cluster: ``async with DaskRunner(n_workers=2) as runner``.
 
-    ``address`` is a running scheduler's address (``"tcp://host:8786"``, ``"tls://..."``);
+    ``address`` is a running scheduler's address (``"tls://host:8786"``, ``"tcp://..."``);
     without it a local cluster of ``n_workers`` processes with ``threads_per_worker`` slots
     each is started on 127.0.0.1 and closed on exit. ``security`` is passed to the client
-    (and to the local cluster): a ``distributed.Security``, or ``True`` for a temporary one
-    (local cluster only). ``allowed_failures`` is how often the local scheduler re-runs a
-    command whose worker died (default 0: a lost command is reported, not repeated).
-    ``timeout`` bounds connecting and starting, in seconds.
+    (and to the local cluster): a ``distributed.Security``; for a local cluster the default
+    (``None`` or ``True``) is TLS with temporary certificates and ``False`` is plain TCP.
+    ``allowed_failures`` is how often the local scheduler re-runs a command whose worker
+    died (default 0: a lost command is reported, not repeated). ``timeout`` bounds
+    connecting and starting, in seconds.
+
+    Outside ``async with`` (a notebook that keeps the cluster across cells), ``await
+    runner.start()`` and ``await runner.aclose()`` do the same.
 
     ``runner.client`` is the ``distributed.Client``, ``runner.address`` the scheduler's
     address; ``runner.cluster`` is the ``LocalCluster`` (``None`` with an address).
@@ -252,25 +263,45 @@ class DaskRunner:
 
     # -- starting and closing
 
-    async def __aenter__(self) -> DaskRunner:
+    async def start(self) -> DaskRunner:
+        """Start the local cluster (or connect to ``address``) and the client."""
         if self.client is not None:
-            raise RuntimeError("this DaskRunner is already open: use one `async with` at a time")
+            raise RuntimeError("this DaskRunner is already open: start it once, or use one "
+                               "`async with` at a time")
         await anyio.to_thread.run_sync(self._open)
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def aclose(self) -> None:
+        """Close the client and the local cluster (its workers and their children)."""
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._close)
+
+    async def __aenter__(self) -> DaskRunner:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
 
     def _open(self) -> None:
         import dask
         from distributed import Client, LocalCluster, Security
 
         if self._address is not None:
-            self.client = Client(self._address, security=self._security, timeout=self.timeout)
+            self.client = Client(self._address, security=self._security or None,
+                                 timeout=self.timeout)
             return
-        if self._security is True:
-            self._security = Security.temporary()
+        if self._security is None or self._security is True:
+            try:
+                self._security = Security.temporary()
+            except ImportError as error:
+                missing = error.name or "cryptography"
+                raise RuntimeError(
+                    f"a local cluster uses TLS by default, which needs {missing}: install "
+                    "asyncproc-kit[cluster] (or cryptography), or pass security=False for plain "
+                    "TCP (any local user could then run code in your workers)"
+                ) from error
+        elif self._security is False:
+            self._security = None
         settings = {
             "distributed.scheduler.allowed-failures": self.allowed_failures,
             "distributed.scheduler.http.routes": _QUIET_HTTP,
