@@ -232,13 +232,9 @@ class DaskRunner:
                              "a cluster started here can trust: with an address, pass the "
                              "cluster's distributed.Security(tls_ca_file=..., tls_client_cert=..., "
                              "tls_client_key=..., require_encryption=True)")
-        self.n_workers = check_limit("n_workers", n_workers)
-        self.threads_per_worker = check_limit("threads_per_worker", threads_per_worker)
-        if isinstance(allowed_failures, bool) or not isinstance(allowed_failures, int) \
-                or allowed_failures < 0:
-            raise ValueError(f"allowed_failures must be a whole number >= 0, not "
-                             f"{allowed_failures!r}")
-        self.allowed_failures = allowed_failures
+        self.n_workers = _whole("n_workers", n_workers, 1)
+        self.threads_per_worker = _whole("threads_per_worker", threads_per_worker, 1)
+        self.allowed_failures = _whole("allowed_failures", allowed_failures, 0)
         self.timeout = timeout
         self._address = address
         self._security = security
@@ -386,9 +382,7 @@ class DaskRunner:
         cmds = [check_command(cmd) for cmd in commands]
         if limit is not None:
             limit = check_limit("limit", limit)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0 (extra attempts), "
-                             f"not {retries!r}")
+        retries = _whole("retries", retries, 0)
         options = _options(input=input, timeout=timeout, grace=grace, check=check, cwd=cwd,
                            env=env, text=text, encoding="utf-8", errors="replace")
         client = self._require()
@@ -405,8 +399,10 @@ class DaskRunner:
                               [retries] * n, pure=False,
                               key=[f"asyncproc-kit-run-{token}-{i}" for i in range(n)])
 
-        futures = await anyio.to_thread.run_sync(submit)
+        futures: list[Any] = []
         try:
+            with anyio.CancelScope(shield=True):  # submitted tasks are always ours to stop
+                futures = await anyio.to_thread.run_sync(submit)
             await anyio.to_thread.run_sync(_wait, futures, abandon_on_cancel=True)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -426,6 +422,12 @@ class DaskRunner:
         """``{worker address: pid}``: the worker processes (to look at what they run)."""
         client = self._require()
         return await anyio.to_thread.run_sync(client.run, os.getpid)
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return value
 
 
 # -- blocking helpers, run in worker threads -------------------------------------------------
@@ -478,8 +480,8 @@ def _collect(client: Any, cmds: list[list[Any]], futures: list[Any],
 def _why_lost(cmd: list[Any], future: Any) -> str:
     from distributed import KilledWorker
 
-    if future.status == "cancelled":
-        return "its task was cancelled on the cluster"
+    if future.status != "error":  # cancelled or lost by someone else's hand
+        return f"its task was {future.status} on the cluster"
     error = future.exception()
     if isinstance(error, KilledWorker):
         return f"the worker running it died ({error.last_worker.address})" \
