@@ -18,7 +18,14 @@ from helpers import eventually, nothing_left_behind  # noqa: F401
 
 from asyncproc_kit import ProcessFailed, ProcessResult, ProcessTimeout, SpawnError
 from asyncproc_kit.cases.cluster import DaskRunner, WorkerLost, _pack, _unpack
-from asyncproc_kit.testing import EXIT, SLEEP, SPAWN_GRANDCHILDREN, descendants, python
+from asyncproc_kit.testing import (
+    EXIT,
+    SLEEP,
+    SPAWN_GRANDCHILDREN,
+    descendants,
+    python,
+    session_members,
+)
 
 pytest.importorskip("distributed")
 
@@ -229,10 +236,14 @@ async def test_a_dead_worker_gives_worker_lost(runner: DaskRunner, shared: DaskR
 
 async def test_own_cluster_listens_on_loopback_only_and_leaves_nothing() -> None:
     """No address: TLS on 127.0.0.1 (HTTP off 8787, /health only); all gone after exit."""
-    async with DaskRunner(n_workers=1) as runner:
+    async with DaskRunner(n_workers=1) as runner, anyio.create_task_group() as tg:
         assert runner.address.startswith("tls://127.0.0.1:")
         workers = list((await runner.worker_pids()).values())
         assert (await runner.run(["echo", "hi"])).stdout == "hi\n"
+        tg.start_soon(runner.map, [SPAWN_GRANDCHILDREN(2)])  # still running at the exit
+        with anyio.fail_after(30):
+            while len(running := await worker_children(runner)) < 3:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
         listeners = _listeners([os.getpid(), *workers])
         assert listeners
         assert {ip for ip, _ in listeners} == {"127.0.0.1"}
@@ -240,9 +251,11 @@ async def test_own_cluster_listens_on_loopback_only_and_leaves_nothing() -> None
         http = runner.cluster.scheduler.http_server.port
         assert _http_status(http, "/health") == 200
         assert _http_status(http, "/info/main/workers.html") == 404
+        tg.cancel_scope.cancel()
     assert runner.client is None
-    for pid in workers:
+    for pid in [*workers, *running]:
         await eventually(lambda pid=pid: not _alive(pid), within=15)
+    assert session_members(running) == []
 
 
 async def test_security_false_gives_plain_tcp() -> None:
