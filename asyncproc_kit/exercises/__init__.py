@@ -27,6 +27,8 @@ from ._nb07 import check_resilient as check_resilient
 from ._nb07 import check_worth_retrying as check_worth_retrying
 from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
+from ._nb13 import check_count_lines as check_count_lines
+from ._nb13 import check_first_failure as check_first_failure
 
 __all__ = [
     "ROSETTA_QUESTIONS",
@@ -34,6 +36,7 @@ __all__ = [
     "ExerciseResult",
     "check_breaker_class",
     "check_cancel_all",
+    "check_count_lines",
     "check_count_sources",
     "check_drive",
     "check_echo_big",
@@ -41,6 +44,7 @@ __all__ = [
     "check_failed_result",
     "check_feed",
     "check_first_command",
+    "check_first_failure",
     "check_first_match",
     "check_partial_output",
     "check_pool_by_hand",
