@@ -17,20 +17,25 @@ from asyncproc_kit.testing import EXIT, SLEEP, python
 
 pytestmark = pytest.mark.anyio
 
-BLOCK = 0.3  # far above the 0.05 s threshold, so a loaded machine cannot blur the verdict
+BLOCK = 0.4  # far above the 0.05 s threshold, so a loaded machine cannot blur the verdict
+# Where nothing may be reported: a threshold still well below BLOCK, but above the stalls a
+# loaded machine causes by itself (a process descheduled, a slow fork).
+QUIET = 0.2
 METHODS = ["auto", "heartbeat"]
 
 
 @pytest.mark.parametrize("method", METHODS)
 async def test_a_blocking_sleep_is_reported(method: str) -> None:
     """time.sleep in async code is one stretch of about its length."""
-    async with watch_loop(method=method) as watch:
+    async with watch_loop(method=method) as watch:  # the default threshold, 0.05 s
         time.sleep(BLOCK)
-    assert len(watch.blocked) == 1
-    (stretch,) = watch.blocked
+    long = [b for b in watch.blocked if b.seconds >= QUIET]  # a loaded machine adds short ones
+    assert len(long) == 1
+    (stretch,) = long
     assert isinstance(stretch, LoopBlocked)
     assert BLOCK - 0.02 <= stretch.seconds < BLOCK + 2  # the heartbeat is short by < 1 tick
     assert watch.longest == stretch.seconds
+    assert all(b.seconds >= 0.05 for b in watch.blocked)
     assert "event loop blocked for" in str(stretch)
 
 
@@ -39,7 +44,7 @@ async def test_the_hook_names_the_blocking_task() -> None:
     async def culprit() -> None:
         time.sleep(BLOCK)
 
-    async with watch_loop() as watch:
+    async with watch_loop(QUIET) as watch:
         async with anyio.create_task_group() as tg:
             tg.start_soon(culprit, name="the-culprit")
     assert watch.method in ("trio instrument", "asyncio debug mode")
@@ -49,7 +54,7 @@ async def test_the_hook_names_the_blocking_task() -> None:
 
 async def test_a_blocking_subprocess_run_is_reported() -> None:
     """subprocess.run blocks the loop just like time.sleep."""
-    async with watch_loop() as watch:
+    async with watch_loop(QUIET) as watch:
         subprocess.run(SLEEP(BLOCK), check=True)
     assert len(watch.blocked) == 1
     assert watch.blocked[0].seconds >= BLOCK
@@ -58,7 +63,7 @@ async def test_a_blocking_subprocess_run_is_reported() -> None:
 @pytest.mark.parametrize("method", METHODS)
 async def test_offloading_to_a_thread_reports_nothing(method: str) -> None:
     """The same call in a worker thread leaves the loop free."""
-    async with watch_loop(method=method) as watch:
+    async with watch_loop(QUIET, method=method) as watch:
         await anyio.to_thread.run_sync(time.sleep, BLOCK)
     assert watch.blocked == []
 
@@ -66,7 +71,7 @@ async def test_offloading_to_a_thread_reports_nothing(method: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 async def test_awaiting_reports_nothing(method: str) -> None:
     """anyio.sleep and awaiting a child process never block the loop."""
-    async with watch_loop(method=method) as watch:
+    async with watch_loop(QUIET, method=method) as watch:
         await anyio.sleep(BLOCK)
         await run(SLEEP(BLOCK))
     assert watch.blocked == []
@@ -74,7 +79,7 @@ async def test_awaiting_reports_nothing(method: str) -> None:
 
 async def test_every_stretch_is_reported_in_order() -> None:
     """Two blocking calls with an await between them are two stretches."""
-    async with watch_loop() as watch:
+    async with watch_loop(QUIET) as watch:
         time.sleep(BLOCK)
         await anyio.sleep(0.01)
         time.sleep(BLOCK)
@@ -87,7 +92,7 @@ async def test_the_threshold_decides_what_counts() -> None:
     async with watch_loop(threshold=5) as watch:
         time.sleep(BLOCK)
     assert watch.blocked == []
-    async with watch_loop(threshold=0.1) as watch:
+    async with watch_loop(threshold=QUIET) as watch:
         time.sleep(BLOCK)
     assert len(watch.blocked) == 1
 
@@ -122,7 +127,7 @@ async def test_asyncio_debug_mode_is_restored_and_its_records_stay_out(
     loop = asyncio.get_running_loop()
     before = (loop.get_debug(), loop.slow_callback_duration)
     with caplog.at_level(logging.DEBUG):
-        async with watch_loop() as watch:
+        async with watch_loop(QUIET) as watch:
             assert loop.get_debug()
             time.sleep(BLOCK)
         time.sleep(0.15)  # after the watch: a slow step that debug mode must not time
@@ -136,9 +141,9 @@ async def test_trio_instrument_is_removed(anyio_backend: str) -> None:
     """After the watch, no instrument of ours is left in the trio run."""
     if anyio_backend != "trio":
         pytest.skip("trio's instrument API")
-    async with watch_loop() as watch:
+    async with watch_loop(QUIET) as watch:
         pass
-    async with watch_loop() as second:
+    async with watch_loop(QUIET) as second:
         time.sleep(BLOCK)
     assert watch.blocked == []
     assert len(second.blocked) == 1
@@ -147,10 +152,10 @@ async def test_trio_instrument_is_removed(anyio_backend: str) -> None:
 async def test_cancellation_inside_the_watch_leaves_it_clean() -> None:
     """A cancelled block ends the watch without an error of its own."""
     with anyio.move_on_after(0.1):
-        async with watch_loop() as watch:
+        async with watch_loop(QUIET) as watch:
             await anyio.sleep(10)
     assert watch.blocked == []
-    async with watch_loop() as again:
+    async with watch_loop(QUIET) as again:
         time.sleep(BLOCK)
     assert len(again.blocked) == 1
 
