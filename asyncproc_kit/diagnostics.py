@@ -42,6 +42,7 @@ import logging
 import re
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -226,7 +227,8 @@ class _AsyncioHook:
     """Debug mode's slow-callback records, caught by a filter on the ``"asyncio"`` logger.
 
     The record's arguments are the handle, already formatted (a task's repr for a task
-    step), and the seconds it took, as documented for debug mode.
+    step), and the seconds it took, as documented for debug mode. Watches on one loop share
+    a :class:`_LoopState`, so they can nest or overlap in any order.
     """
 
     name = "asyncio debug mode"
@@ -235,31 +237,70 @@ class _AsyncioHook:
         self.loop = loop
 
     def start(self, threshold: float, found) -> None:
-        self.was_debug = self.loop.get_debug()
-        self.was_duration = self.loop.slow_callback_duration
+        self.threshold = threshold
         self.found = found
-        self.loop.slow_callback_duration = min(threshold, self.was_duration) \
-            if self.was_debug else threshold
-        self.loop.set_debug(True)
-        _ASYNCIO_LOG.addFilter(self.filter)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if not (isinstance(record.msg, str) and record.msg.startswith("Executing ")
-                and isinstance(args, tuple) and len(args) == 2
-                and isinstance(args[1], float)):
-            return True
-        handle = str(args[0])
-        match = _TASK_NAME.match(handle)
-        self.found(args[1], match.group(1) if match else handle)
-        return self.was_debug  # debug mode was ours: keep its records out of the app's logs
+        state = _loops.get(self.loop)
+        if state is None:
+            state = _loops[self.loop] = _LoopState(self.loop)
+            if len(_loops) == 1:
+                _ASYNCIO_LOG.addFilter(_catch_slow_callbacks)
+        state.hooks.append(self)
+        state.apply()
 
     async def stop(self) -> None:
+        state = _loops[self.loop]
+        state.hooks.remove(self)
+        if state.hooks:
+            state.apply()
+            return
         # The step running now began in debug mode and is timed when it ends: end it (a
         # moment's work) before the filter goes, or its record would reach the app's logs.
-        self.loop.set_debug(self.was_debug)
+        self.loop.set_debug(state.was_debug)
         try:
             await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
-            _ASYNCIO_LOG.removeFilter(self.filter)
-            self.loop.slow_callback_duration = self.was_duration
+            if not state.hooks:  # no watch began meanwhile
+                self.loop.slow_callback_duration = state.was_duration
+                del _loops[self.loop]
+                if not _loops:
+                    _ASYNCIO_LOG.removeFilter(_catch_slow_callbacks)
+
+
+class _LoopState:
+    """What the watches on one asyncio loop share: the settings to restore, who listens."""
+
+    def __init__(self, loop) -> None:
+        self.was_debug = loop.get_debug()
+        self.was_duration = loop.slow_callback_duration
+        self.loop = loop
+        self.hooks: list[_AsyncioHook] = []
+
+    def apply(self) -> None:
+        """Debug mode on, reporting what the most demanding watch (or the app) asks for."""
+        limits = [hook.threshold for hook in self.hooks]
+        if self.was_debug:
+            limits.append(self.was_duration)
+        self.loop.slow_callback_duration = min(limits)
+        self.loop.set_debug(True)
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = \
+    weakref.WeakKeyDictionary()
+
+
+def _catch_slow_callbacks(record: logging.LogRecord) -> bool:
+    args = record.args
+    if not (isinstance(record.msg, str) and record.msg.startswith("Executing ")
+            and isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], float)):
+        return True
+    try:
+        state = _loops.get(asyncio.get_running_loop())
+    except RuntimeError:  # logged outside a running loop: not ours
+        return True
+    if state is None:
+        return True
+    handle = str(args[0])
+    match = _TASK_NAME.match(handle)
+    for hook in list(state.hooks):
+        hook.found(args[1], match.group(1) if match else handle)
+    return state.was_debug  # debug mode was ours: keep its records out of the app's logs

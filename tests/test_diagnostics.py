@@ -249,3 +249,42 @@ async def test_timeline_metrics_count_failures_durations_and_bytes() -> None:
     assert "processes: 4 (1 failed, 3 ok)" in text
     assert "failures:  1" in text
     assert "33 out" in text
+
+
+async def test_watches_can_overlap_in_any_order() -> None:
+    """Two watches, the first ending first: each sees what happened while it watched."""
+    first = watch_loop(QUIET)
+    outer = await first.__aenter__()
+    async with watch_loop(QUIET) as inner:
+        time.sleep(BLOCK)
+        await first.__aexit__(None, None, None)
+        time.sleep(BLOCK)
+    assert len(outer.blocked) == 1
+    assert len(inner.blocked) == 2
+
+
+async def test_method_hook_insists_on_the_hook() -> None:
+    """method='hook' uses the backend's hook, and says so."""
+    async with watch_loop(QUIET, method="hook") as watch:
+        time.sleep(BLOCK)
+    assert watch.method in ("trio instrument", "asyncio debug mode")
+    assert len(watch.blocked) == 1
+
+
+async def test_a_silenced_asyncio_logger_falls_back_to_the_heartbeat(anyio_backend: str) -> None:
+    """With the 'asyncio' logger above WARNING, debug mode cannot report: the heartbeat does."""
+    if anyio_backend != "asyncio":
+        pytest.skip("asyncio's debug mode")
+    logger = logging.getLogger("asyncio")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        async with watch_loop(QUIET) as watch:
+            time.sleep(BLOCK)
+        with pytest.raises(RuntimeError, match="use method='heartbeat'"):
+            async with watch_loop(method="hook"):
+                pass
+    finally:
+        logger.setLevel(level)
+    assert watch.method == "heartbeat"
+    assert len(watch.blocked) == 1
