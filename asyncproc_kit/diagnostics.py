@@ -33,6 +33,12 @@ with ``method="heartbeat"``.
 
 The watch changes nothing about what your code does; it only observes, and it restores the
 loop's settings when the block ends.
+
+**What it costs** (``python -m benchmarks diagnostics``): trio's instrument and the heartbeat
+are cheap. asyncio's debug mode is not: it records a stack for every callback scheduled,
+so code that switches tasks very often runs many times slower while watched (spawning
+processes, a few times slower). Watch the region you are investigating, in a test or a
+notebook, not a whole service; ``method="heartbeat"`` is the light option there.
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ class LoopBlocked:
 
     ``seconds`` is how long it lasted; ``task`` names the task (or callback) that held the
     loop, or is ``None`` when the method cannot tell (the heartbeat); ``at`` is when the
-    stretch ended, in seconds since the watch began.
+    stretch ended, in seconds since the watch began. The hooks time a stretch exactly; the
+    heartbeat's figure is a lower bound, short by at most one tick (10 ms).
     """
 
     seconds: float
