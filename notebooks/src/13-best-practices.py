@@ -116,8 +116,10 @@ print(f"about {watch.blocked[0].seconds:.1f} s in the task that ran this cell:",
 
 # %% [markdown]
 # On asyncio it uses the loop's *debug mode*, which times every step of every task and names
-# the task; on trio, the *instrument* API does the same. `subprocess.run` blocks just as
-# `time.sleep` does: the loop is stuck for the child's whole life.
+# the task (and slows asyncio down while it watches: investigate with it, do not leave it
+# around a whole service); on trio, the *instrument* API does the same, cheaply.
+# `subprocess.run` blocks just as `time.sleep` does: the loop is stuck for the child's
+# whole life.
 
 # %%
 async with watch_loop() as watch:
