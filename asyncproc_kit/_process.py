@@ -36,6 +36,7 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 
+from . import _log
 from ._command import (
     check_command,
     check_cwd,
@@ -120,6 +121,7 @@ class Child:
         self._wait_lock = anyio.Lock()
         self._leftover_group: int | None = None  # killed with the leader, maybe still dying
         _live[self.pid] = self
+        _log.started(self)
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else describe_returncode(self.returncode)
@@ -175,6 +177,7 @@ class Child:
         self.ended = time.time()
         self.ended_monotonic = time.monotonic()
         _live.pop(self.pid, None)
+        _log.reaped(self)
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
@@ -194,6 +197,7 @@ class Child:
             os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             return False
+        _log.signalled(self, sig, routine=not record)
         if record and self.span is not None and self.timeline is not None:
             self.timeline.event(self.span, signal.Signals(sig).name)
         return True

@@ -13,6 +13,7 @@ A timeline belongs to one event loop (it is not thread-safe, and needs no lockin
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,10 +93,14 @@ class Timeline:
         for s in self.spans:
             key = s.outcome or ("running" if s.started is not None else "not started")
             outcomes[key] = outcomes.get(key, 0) + 1
-        busy = sum(d for s in self.spans if (d := s.duration) is not None)
+        durations = sorted(d for s in self.spans if (d := s.duration) is not None)
         return TimelineSummary(processes=len(self.spans), outcomes=outcomes,
-                               makespan=self.makespan, busy=busy,
-                               peak_concurrency=self.peak_concurrency())
+                               makespan=self.makespan, busy=sum(durations),
+                               peak_concurrency=self.peak_concurrency(),
+                               failures=sum(n for k, n in outcomes.items() if k in FAILURES),
+                               p50=_percentile(durations, 50), p95=_percentile(durations, 95),
+                               bytes_out=sum(s.received for s in self.spans),
+                               bytes_in=sum(s.sent for s in self.spans))
 
     def peak_concurrency(self) -> int:
         """The largest number of processes that were running at the same moment."""
@@ -146,6 +151,12 @@ class TimelineSummary:
     many were running at an average moment. ``busy`` is *not* a fair estimate of running
     them one after another: started together, processes compete for the CPU and each takes
     longer than it would alone (time one alone for that, as the timing explorer does).
+
+    The metrics a dashboard wants: ``failures`` (processes that failed, were killed by a
+    signal, timed out or could not start), ``p50`` and ``p95`` (the median and 95th
+    percentile duration of finished processes, nearest-rank; ``None`` before any finished),
+    ``bytes_out`` (read from their stdout and stderr) and ``bytes_in`` (written to stdin).
+    :meth:`metrics` puts them in a few lines.
     """
 
     processes: int
@@ -153,6 +164,11 @@ class TimelineSummary:
     makespan: float
     busy: float
     peak_concurrency: int
+    failures: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    bytes_out: int = 0
+    bytes_in: int = 0
 
     @property
     def average_concurrency(self) -> float:
@@ -163,6 +179,31 @@ class TimelineSummary:
         return (f"{self.processes} processes ({counts or 'none'}): {self.makespan:.2f} s "
                 f"from first start to last end, {self.busy:.2f} s busy in total, "
                 f"peak concurrency {self.peak_concurrency}")
+
+    def metrics(self) -> str:
+        """Count, failures, p50/p95 duration and bytes, one fact per line."""
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()))
+        if self.p50 is None or self.p95 is None:
+            durations = "no process finished yet"
+        else:
+            durations = f"p50 {self.p50:.2f} s, p95 {self.p95:.2f} s"
+        return (f"processes: {self.processes} ({counts or 'none'})\n"
+                f"failures:  {self.failures}\n"
+                f"duration:  {durations}\n"
+                f"bytes:     {self.bytes_out} out (stdout + stderr), {self.bytes_in} in (stdin)")
+
+
+FAILURES = frozenset({"failed", "signal", "timeout", "spawn-error"})
+"""The outcomes that count as failures in :attr:`TimelineSummary.failures` (a cancelled
+process was stopped on purpose and is not one)."""
+
+
+def _percentile(ordered: list[float], percent: float) -> float | None:
+    """Nearest-rank percentile of an ascending list: a value that really occurred."""
+    if not ordered:
+        return None
+    rank = math.ceil(percent / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
 
 
 def outcome_of(returncode: int) -> str:

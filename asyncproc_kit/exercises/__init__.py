@@ -32,6 +32,8 @@ from ._nb11 import check_find_gaps as check_find_gaps
 from ._nb11 import check_stop_on_failure as check_stop_on_failure
 from ._nb12 import check_decider as check_decider
 from ._nb12 import check_probe as check_probe
+from ._nb13 import check_count_lines as check_count_lines
+from ._nb13 import check_first_failure as check_first_failure
 
 __all__ = [
     "ROSETTA_QUESTIONS",
@@ -40,6 +42,7 @@ __all__ = [
     "HandClock",
     "check_breaker_class",
     "check_cancel_all",
+    "check_count_lines",
     "check_count_sources",
     "check_decider",
     "check_drive",
@@ -49,6 +52,7 @@ __all__ = [
     "check_feed",
     "check_find_gaps",
     "check_first_command",
+    "check_first_failure",
     "check_first_match",
     "check_partial_output",
     "check_pool_by_hand",
