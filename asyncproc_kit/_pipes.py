@@ -10,7 +10,15 @@ from anyio.abc import TaskGroup
 
 from ._command import check_seconds
 from ._errors import format_command
-from ._process import DEFAULT_GRACE, Child, exit_task_group, read_chunk, spawn, write_all
+from ._process import (
+    DEFAULT_GRACE,
+    Child,
+    PipeClosed,
+    exit_task_group,
+    read_chunk,
+    spawn,
+    write_all,
+)
 from ._timeline import Timeline
 
 
@@ -109,7 +117,9 @@ class Pipe:
         """Write all of ``data`` (str is encoded) to the child's stdin.
 
         Raises ``BrokenPipeError`` naming the command if it has closed its input or exited,
-        and ``RuntimeError`` after :meth:`close_input`.
+        or if the ``async with`` block is left while this send is still writing (the send
+        stops at once: not one more byte goes anywhere), and ``RuntimeError`` after
+        :meth:`close_input`.
         """
         child = self._running()
         if isinstance(data, str):
@@ -121,7 +131,9 @@ class Pipe:
                 raise RuntimeError(f"the input of {format_command(child.args)} is already "
                                    "closed (close_input() or wait() was called)")
             try:
-                await write_all(child.stdin, data)
+                await write_all(child, data)
+            except PipeClosed:
+                raise
             except BrokenPipeError:
                 raise BrokenPipeError(
                     f"{format_command(child.args)} is no longer reading its input "

@@ -508,17 +508,41 @@ def read_available(fd: int) -> list[bytes]:
     return chunks
 
 
-async def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte to a non-blocking pipe; BrokenPipeError if the reader went away."""
+class PipeClosed(BrokenPipeError):
+    """The kit closed a child's stdin while a task was still writing to it."""
+
+
+async def write_all(child: Child, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte to the child's stdin; ``BrokenPipeError`` if its reader went away.
+
+    The descriptor is looked up again after every ``await``: while this task slept, another
+    one may have closed stdin (leaving the ``open_pipe`` block does), and its *number* may
+    already belong to a file opened since. Writing to the old number would put the data in
+    that file; instead the write stops with :class:`PipeClosed`, naming the command.
+    """
     view = memoryview(data).cast("B")
+    fd = child.stdin
     while view:
         await anyio.lowlevel.checkpoint()
+        if fd is None or child.stdin != fd:
+            raise _closed_while_sending(child, len(data) - len(view), len(data))
         try:
             written = os.write(fd, view)
         except BlockingIOError:
-            await anyio.wait_writable(fd)
+            try:
+                await anyio.wait_writable(fd)
+            except anyio.ClosedResourceError:  # close_fd() woke us: the fd is gone
+                raise _closed_while_sending(child, len(data) - len(view), len(data)) from None
             continue
         view = view[written:]
+
+
+def _closed_while_sending(child: Child, sent: int, total: int) -> PipeClosed:
+    return PipeClosed(
+        errno.EPIPE,
+        f"the pipe to {format_command(child.args)} was closed while sending ({sent:,} of "
+        f"{total:,} bytes written): the block that owns the child ended (it is being "
+        "terminated); finish sending before leaving it, or call pipe.wait() first")
 
 
 def child_of(process: Any) -> Child:

@@ -182,7 +182,7 @@ async def feed(child: Child, data: bytes) -> None:
     """Write ``data`` to the child's stdin and close it; a child that stops reading is fine."""
     try:
         if child.stdin is not None:
-            await write_all(child.stdin, data)
+            await write_all(child, data)
             if child.span is not None:
                 child.span.sent += len(data)
     except BrokenPipeError:

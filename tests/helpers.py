@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from asyncproc_kit import _process
@@ -80,3 +81,27 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+
+
+class FileReopener:
+    """A task body that keeps opening, awaiting and closing files in ``folder``.
+
+    Each ``open`` takes the lowest free descriptor number, so the moment the kit closes a
+    pipe, one of these files gets its number: any byte written to the old number afterwards
+    lands in a file, and ``written()`` counts it.
+    """
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        self.stop = anyio.Event()
+
+    async def __call__(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            with open(self.folder / f"reopened{n % 4}", "ab") as file:  # noqa: ASYNC230
+                await anyio.lowlevel.checkpoint()
+                file.flush()
+            n += 1
+
+    def written(self) -> int:
+        return sum(path.stat().st_size for path in self.folder.glob("reopened*"))

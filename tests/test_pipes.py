@@ -8,7 +8,13 @@ import time
 
 import anyio
 import pytest
-from helpers import eventually, members_at_least, nothing_left_behind, open_fds  # noqa: F401
+from helpers import (  # noqa: F401
+    FileReopener,
+    eventually,
+    members_at_least,
+    nothing_left_behind,
+    open_fds,
+)
 
 from asyncproc_kit import open_pipe
 from asyncproc_kit.testing import (
@@ -147,3 +153,44 @@ async def test_fds_unchanged_after_conversations() -> None:
             await pipe.send("y")
             assert await pipe.wait() == 0
     assert open_fds() == before
+
+
+# Reads and discards stdin as fast as it can, so a big send keeps writing.
+DISCARD = python("""
+    import sys
+    while sys.stdin.buffer.read(1 << 16):
+        pass
+""")
+
+
+async def test_leaving_the_block_stops_a_send_in_flight_and_writes_nowhere_else(
+        tmp_path) -> None:
+    """Leaving the block while another task is inside send() stops that send with a
+    BrokenPipeError naming the command; no byte lands in a file that reused the descriptor
+    number of the closed stdin (a task opening files throughout would get it)."""
+    big = b"x" * (256 << 20)
+    caught: list[BaseException] = []
+    files = FileReopener(tmp_path)
+
+    async def sender(pipe) -> None:
+        try:
+            await pipe.send(big)
+        except BaseException as exc:
+            caught.append(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            async with open_pipe(DISCARD, grace=0.5) as pipe:
+                tg.start_soon(sender, pipe)
+                await anyio.sleep(0.2)  # the sender is well inside its 256 MiB
+            await eventually(lambda: caught != [])
+            files.stop.set()
+    assert len(caught) == 1
+    assert isinstance(caught[0], BrokenPipeError), caught
+    message = str(caught[0])
+    assert "closed while sending" in message
+    assert repr(DISCARD[0]) in message
+    assert files.written() == 0

@@ -8,6 +8,7 @@ import time
 import anyio
 import pytest
 from helpers import (  # noqa: F401
+    FileReopener,
     live_kit_children,
     members_at_least,
     nothing_left_behind,
@@ -391,3 +392,23 @@ def test_pool_explorer_draws_a_timeline_and_the_throughput() -> None:
     assert "6 jobs x 0.1 s on 3 workers" in text["text"]
     assert "jobs/s" in text["text"]
     assert "image/png" in image["data"]
+
+
+async def test_cancelling_a_pool_while_a_job_feeds_input_writes_nowhere_else(tmp_path) -> None:
+    """pool.cancel() while a job is writing a big input stops the job's feeding task before
+    its stdin is closed: no byte reaches a file that reused the descriptor number."""
+    files = FileReopener(tmp_path)
+    discard = ["sh", "-c", "cat > /dev/null"]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            async with ProcessPool(workers=2, grace=0.5) as pool:
+                job = await pool.submit(discard, input=b"x" * (512 << 20))
+                await job.wait_started()
+                await anyio.sleep(0.2)
+                await pool.cancel()
+            with pytest.raises(PoolCancelled):
+                await job
+            await anyio.sleep(0.1)
+            files.stop.set()
+    assert files.written() == 0

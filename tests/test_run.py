@@ -10,7 +10,13 @@ import time
 
 import anyio
 import pytest
-from helpers import SLEEPER, eventually, members_at_least, nothing_left_behind  # noqa: F401
+from helpers import (  # noqa: F401
+    SLEEPER,
+    FileReopener,
+    eventually,
+    members_at_least,
+    nothing_left_behind,
+)
 
 from asyncproc_kit import ProcessFailed, ProcessResult, ProcessTimeout, Timeline, run
 from asyncproc_kit.testing import (
@@ -289,3 +295,20 @@ async def test_without_pidfd_run_timeout_and_cancellation_still_work() -> None:
     with anyio.move_on_after(0.3):
         await run(SLEEP(60), grace=1.0)
     assert time.monotonic() - begun < 0.3 + 1.0 + 0.5
+
+
+# -- descriptors ------------------------------------------------------------------------------
+
+async def test_timeout_while_feeding_input_writes_nowhere_else(tmp_path) -> None:
+    """A timeout that ends run() in the middle of a big input closes stdin only after the
+    feeding task stopped: no byte reaches a file that reused the descriptor number."""
+    files = FileReopener(tmp_path)
+    discard = python("import sys\nwhile sys.stdin.buffer.read(1 << 16): pass")
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            with pytest.raises(ProcessTimeout):
+                await run(discard, input=b"x" * (512 << 20), timeout=0.3, grace=0.5)
+            await anyio.sleep(0.1)
+            files.stop.set()
+    assert files.written() == 0

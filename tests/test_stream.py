@@ -8,7 +8,13 @@ import time
 
 import anyio
 import pytest
-from helpers import SLEEPER, members_at_least, nothing_left_behind, open_fds  # noqa: F401
+from helpers import (  # noqa: F401
+    SLEEPER,
+    FileReopener,
+    members_at_least,
+    nothing_left_behind,
+    open_fds,
+)
 
 from asyncproc_kit import OutputLine, open_stream
 from asyncproc_kit._lines import LineSplitter
@@ -367,3 +373,19 @@ async def test_stream_fd_count_unchanged_after_use() -> None:
         async with open_stream(CAT, input=os.urandom(1000)) as stream:
             [line async for line in stream]
     assert open_fds() == before
+
+
+@pytest.mark.anyio
+async def test_stream_leaving_while_feeding_input_writes_nowhere_else(tmp_path) -> None:
+    """Leaving the block while its input is still being written stops the feeding task
+    before stdin is closed: no byte reaches a file that reused the descriptor number."""
+    files = FileReopener(tmp_path)
+    discard = python("import sys\nwhile sys.stdin.buffer.read(1 << 16): pass")
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            async with open_stream(discard, input=b"x" * (512 << 20), grace=0.5):
+                await anyio.sleep(0.2)
+            await anyio.sleep(0.1)
+            files.stop.set()
+    assert files.written() == 0
