@@ -209,13 +209,17 @@ class Child:
             begun = time.monotonic()
             how = "SIGTERM"
             self.signal_group(signal.SIGTERM)
+            await _signal_session(self.pid, signal.SIGTERM, begun)
             with anyio.move_on_after(grace):
                 await self.wait()
             if self.returncode is None:
                 how = "SIGKILL"
+                killed = time.monotonic()
                 self.signal_group(signal.SIGKILL)
+                await _signal_session(self.pid, signal.SIGKILL, killed)
                 with anyio.move_on_after(REAP_TIMEOUT):
                     await self.wait()
+            await _session_gone(self.pid)  # what left the group dies with the session
             if self.returncode is None:
                 warnings.warn(
                     f"pid {self.pid} ({format_command(self.args)}) survived SIGKILL for "
@@ -283,31 +287,41 @@ async def _leftovers_gone(pgid: int) -> None:
                 return
 
 
-_scanned: tuple[float, dict[int, list[int]] | None] = (float("-inf"), None)
+_Scan = tuple[dict[int, list[int]], dict[int, list[tuple[int, int]]]]
+_scanned: tuple[float, _Scan | None] = (float("-inf"), None)
 
 
-def _group_members(pgid: int, since: float) -> list[int] | None:
-    """The live (non-zombie) pids in group ``pgid``; None without /proc.
+def _scan(since: float) -> _Scan | None:
+    """Every live (non-zombie) process by group and by session; None without /proc.
 
     One scan of /proc serves every child waiting at that moment (ending 200 children at once
     must not mean 200 scans), but only a scan begun after ``since``: an older one may
-    predate the group.
+    predate what we look for.
     """
     global _scanned
-    scanned_at, groups = _scanned
+    scanned_at, found = _scanned
     if scanned_at < since:
         scanned_at = time.monotonic()
         try:
             entries = os.listdir("/proc")
         except OSError:
-            groups = None
+            found = None
         else:
-            groups = {}
+            groups: dict[int, list[int]] = {}
+            sessions: dict[int, list[tuple[int, int]]] = {}
             for entry in entries:
-                if entry.isdigit() and (group := _live_group_of(int(entry))) is not None:
-                    groups.setdefault(group, []).append(int(entry))
-        _scanned = (scanned_at, groups)
-    return None if groups is None else groups.get(pgid, [])
+                if entry.isdigit() and (ids := _live_ids_of(int(entry))) is not None:
+                    groups.setdefault(ids[0], []).append(int(entry))
+                    sessions.setdefault(ids[1], []).append((int(entry), ids[0]))
+            found = (groups, sessions)
+        _scanned = (scanned_at, found)
+    return found
+
+
+def _group_members(pgid: int, since: float) -> list[int] | None:
+    """The live (non-zombie) pids in group ``pgid``; None without /proc."""
+    found = _scan(since)
+    return None if found is None else found[0].get(pgid, [])
 
 
 def _alive_in_group(pid: int, pgid: int) -> bool:
@@ -316,13 +330,79 @@ def _alive_in_group(pid: int, pgid: int) -> bool:
 
 def _live_group_of(pid: int) -> int | None:
     """The process group of ``pid`` if it is alive and not a zombie, else None."""
+    ids = _live_ids_of(pid)
+    return None if ids is None else ids[0]
+
+
+def _live_ids_of(pid: int) -> tuple[int, int] | None:
+    """(process group, session) of ``pid`` if it is alive and not a zombie, else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    state, _ppid, group = stat[stat.rindex(b")") + 2:].split(maxsplit=3)[:3]
-    return None if state == b"Z" else int(group)
+    state, _ppid, group, session = stat[stat.rindex(b")") + 2:].split(maxsplit=4)[:4]
+    return None if state == b"Z" else (int(group), int(session))
+
+
+def _session_strays(sid: int, since: float) -> list[int]:
+    """Live members of session ``sid`` outside its leader's group ``sid`` (Linux, /proc).
+
+    A child's grandchild can leave the child's process group (job control, ``setpgid``,
+    ``Popen(process_group=0)``) but not its session, short of calling ``setsid()`` itself.
+    The session id cannot be given to a new process while any member still uses it.
+    """
+    found = _scan(since)
+    if found is None:
+        return []
+    return [pid for pid, group in found[1].get(sid, []) if group != sid]
+
+
+def _signal_stray(pid: int, sid: int, sig: int) -> None:
+    """Send ``sig`` to ``pid`` only if it is still in session ``sid``.
+
+    The pid is pinned with a pidfd before it is checked, so a pid that died and was reused
+    between the scan and the signal is never hit.
+    """
+    pidfd = None
+    try:
+        if _HAS_PIDFD:
+            pidfd = os.pidfd_open(pid)
+        ids = _live_ids_of(pid)
+        if ids is None or ids[1] != sid:
+            return
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except OSError:  # gone already, or not ours to signal
+        pass
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+async def _signal_session(sid: int, sig: int, since: float) -> list[int]:
+    """Send ``sig`` to the members of session ``sid`` outside its leader's group; return
+    them. The checkpoint first lets every child being ended at this moment signal its own
+    group, so that one scan serves them all."""
+    await anyio.lowlevel.checkpoint()
+    strays = _session_strays(sid, since)
+    for pid in strays:
+        _signal_stray(pid, sid, sig)
+    return strays
+
+
+async def _session_gone(sid: int) -> None:
+    """SIGKILL what is left of session ``sid`` outside the (already killed) leader's group
+    and wait, bounded, until it has died."""
+    deadline = time.monotonic() + LEFTOVER_TIMEOUT
+    delay = 0.002
+    while await _signal_session(sid, signal.SIGKILL, time.monotonic()):
+        if time.monotonic() >= deadline:
+            return
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.02)
 
 
 async def exit_task_group(tg: Any, exc_type: Any, exc: BaseException | None,

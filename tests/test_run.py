@@ -312,3 +312,18 @@ async def test_timeout_while_feeding_input_writes_nowhere_else(tmp_path) -> None
             await anyio.sleep(0.1)
             files.stop.set()
     assert files.written() == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the session needs /proc")
+async def test_timeout_ends_a_job_control_grandchild_in_another_group() -> None:
+    """A job-control shell (``set -m``) puts its background job in a new process group of
+    the same session; a timeout ends it too."""
+    tl = Timeline()
+    shell = ["bash", "-c", f"set -m; {SLEEPER} & echo ready; wait"]
+    try:
+        with pytest.raises(ProcessTimeout):
+            await run(shell, timeout=1.0, grace=1.0, timeline=tl)
+        assert session_members([tl.spans[0].pid]) == []
+    finally:
+        for pid in session_members([tl.spans[0].pid]):
+            os.kill(pid, signal.SIGKILL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -138,3 +139,44 @@ async def test_no_zombie_after_many_kinds_of_ending() -> None:
     async with open_stream(SLEEP(60)) as stream:
         await terminate(stream, grace=1)
     assert zombie_children() == []
+
+
+# -- the whole session (Linux) ------------------------------------------------------------------
+
+def _in_own_group(ignore_sigterm: bool = False) -> list[str]:
+    """A child whose grandchild leaves the process group (``process_group=0``, as job
+    control and Go's Setpgid do) but stays in the child's session; prints ready."""
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_sigterm else ""
+    grandchild = f"import signal, time; {ignore}time.sleep(60)"
+    return python(f"""
+        import os, subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", {grandchild!r}], process_group=0)
+        while os.getpgid(p.pid) == os.getpgid(0):
+            time.sleep(0.01)
+        time.sleep(0.2)  # it has installed its signal handling by now
+        print("ready", flush=True)
+        p.wait()
+    """)
+
+
+def _kill_all(sessions: list[int]) -> None:
+    for pid in session_members(sessions):  # only after a failure: leave nothing behind
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the session needs /proc")
+@pytest.mark.parametrize("ignore_sigterm", [False, True])
+async def test_terminate_ends_a_grandchild_in_another_process_group(ignore_sigterm) -> None:
+    """A grandchild in its own process group but the child's session is ended too: SIGTERM
+    with the group, SIGKILL once the child is gone if it ignored SIGTERM."""
+    sessions: list[int] = []
+    try:
+        async with open_stream(_in_own_group(ignore_sigterm)) as stream:
+            sessions.append(stream.pid)
+            await _ready(stream)
+            assert len(session_members([stream.pid])) == 2
+            ended = await terminate(stream, grace=1.0)
+            assert session_members([stream.pid]) == []
+        assert ended.how == "SIGTERM"
+    finally:
+        _kill_all(sessions)
