@@ -513,6 +513,7 @@ def spawn(cmd: Any, *, stdin: Redirect = "devnull", stdout: Redirect = "pipe",
     cwd = check_cwd(args, cwd)
     raise_fd_limit()
     _wake_kernel_on_signals()
+    _end_children_with_us()
     if timeline is not None and span is None:
         span = timeline.add(args, label)
     ours: dict[str, int | None] = {}
@@ -659,6 +660,51 @@ async def terminate(process: Any, *, grace: float = DEFAULT_GRACE) -> Terminatio
 
 @atexit.register
 def _kill_survivors() -> None:
-    """At interpreter exit, no child the kit started outlives us (their groups get SIGKILL)."""
+    """At interpreter exit, no child the kit started outlives us (their groups get SIGKILL,
+    and on Linux whatever of their sessions left the group)."""
     for child in list(_live.values()):
-        child.signal_group(signal.SIGKILL, record=False)
+        if child.signal_group(signal.SIGKILL, record=False):
+            for pid in _session_strays(child.pid, time.monotonic()):
+                _signal_stray(pid, child.pid, signal.SIGKILL)
+
+
+def _forget_children() -> None:
+    """In a child made by ``os.fork()``: the parent's children are not ours to kill."""
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_forget_children)
+
+_FATAL_SIGNALS = ("SIGHUP", "SIGTERM")
+"""Signals whose default action ends the program: a closed terminal, ``kill``, ``timeout``.
+(SIGINT raises KeyboardInterrupt, which unwinds through the kit's cleanup and atexit.)"""
+_fatal_handled = False
+
+
+def _end_children_with_us() -> None:
+    """Make a program that dies of SIGHUP or SIGTERM take its kit children along.
+
+    Plain ``subprocess`` children share the program's process group and so die with it
+    when the terminal hangs up; kit children lead sessions of their own and would keep
+    running. Only where the handler is still the default (so no program's own handling
+    changes) do we install one that kills the live children's groups, restores the default
+    and sends the signal again: the program still ends by that signal. Main thread only,
+    once, at the first spawn.
+    """
+    global _fatal_handled
+    if _fatal_handled or threading.current_thread() is not threading.main_thread():
+        return
+    _fatal_handled = True
+    for name in _FATAL_SIGNALS:
+        sig = getattr(signal, name, None)
+        try:
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _die_with_children)
+        except (OSError, ValueError):  # not allowed here: atexit still covers normal exits
+            pass
+
+
+def _die_with_children(signum: int, frame: Any) -> None:
+    _kill_survivors()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

@@ -180,3 +180,73 @@ async def test_terminate_ends_a_grandchild_in_another_process_group(ignore_sigte
         assert ended.how == "SIGTERM"
     finally:
         _kill_all(sessions)
+
+
+# -- when the program itself ends ----------------------------------------------------------------
+
+# A program that starts a kit child, prints its pid, then waits to be ended from outside.
+OWNER = """
+import sys, time
+import anyio
+from asyncproc_kit import open_stream
+from asyncproc_kit.testing import SLEEP
+
+async def main():
+    async with open_stream(SLEEP(60)) as stream:
+        print(stream.pid, flush=True)
+        {then}
+
+anyio.run(main, backend=sys.argv[1])
+"""
+
+
+def _owner(then: str, backend: str):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", OWNER.format(then=then), backend],
+                            stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_program_ended_by_a_signal_takes_its_kit_children_along(backend, sig) -> None:
+    """SIGTERM (kill, timeout) or SIGHUP (the terminal closed) ends the program as before,
+    by that signal, and its kit children (in sessions of their own) end with it."""
+    owner = _owner("await anyio.sleep(60)", backend)
+    child = int(owner.stdout.readline())
+    try:
+        owner.send_signal(sig)
+        assert owner.wait(timeout=30) == -sig
+        deadline = time.monotonic() + 15
+        while session_members([child]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert session_members([child]) == []
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+        _kill_all([child])
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_forked_child_exiting_does_not_kill_the_parents_kit_children(backend) -> None:
+    """A child made with os.fork() inherits the registry of live kit children; when it exits
+    normally its exit hook must not kill the parent's children."""
+    owner = _owner("""import atexit, os
+        pid = os.fork()
+        if pid == 0:  # exit as a normal exit does (its atexit hooks run), without unwinding
+            atexit._run_exitfuncs()  # the event loop it shares with the parent
+            os._exit(0)
+        os.waitpid(pid, 0)
+        await anyio.sleep(0.5)
+        print("alive" if stream.returncode is None and not stream._child.has_exited()
+              else "killed", flush=True)""", backend)
+    child = int(owner.stdout.readline())
+    try:
+        assert owner.stdout.readline().strip() == "alive"
+        assert owner.wait(timeout=30) == 0
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+        _kill_all([child])
