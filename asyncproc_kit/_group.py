@@ -25,7 +25,14 @@ import anyio
 
 from ._command import check_seconds
 from ._errors import ProcessTimeout, describe_returncode, format_command
-from ._process import DEFAULT_GRACE, Child, Termination, read_available, spawn
+from ._process import (
+    DEFAULT_GRACE,
+    Child,
+    Termination,
+    raise_lone_interrupt,
+    read_available,
+    spawn,
+)
 from ._run import drain
 from ._timeline import Timeline
 
@@ -218,6 +225,7 @@ class ProcessGroup:
                     yield self
         except BaseExceptionGroup as group:
             # Members never raise, so the only error is the block's own: raise it unwrapped.
+            raise_lone_interrupt(group)
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise

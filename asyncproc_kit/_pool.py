@@ -32,7 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ._command import check_command, check_env, check_seconds
 from ._errors import ProcessError, format_command
-from ._process import DEFAULT_GRACE, Child, spawn
+from ._process import DEFAULT_GRACE, Child, interrupts_unwrapped, spawn
 from ._progress import Progress, check_progress, make_progress
 from ._run import ProcessResult, check_input, complete
 from ._scheduling import JobQueue, check_priority
@@ -268,9 +268,10 @@ class Batch:
                 results[index] = await self._one(index, spans[index], progress)
 
         try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(self.limit, len(self.commands))):
-                    tg.start_soon(worker)
+            with interrupts_unwrapped():
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(self.limit, len(self.commands))):
+                        tg.start_soon(worker)
         finally:
             if owned and progress is not None:
                 progress.close()

@@ -28,7 +28,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -417,7 +418,32 @@ async def exit_task_group(tg: Any, exc_type: Any, exc: BaseException | None,
     except BaseExceptionGroup as group:
         if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
             return False  # re-raises the block's exception unchanged
+        raise_lone_interrupt(group)
         raise
+
+
+@contextmanager
+def interrupts_unwrapped() -> Iterator[None]:
+    """Around a task group the kit owns: Ctrl-C comes out as a plain ``KeyboardInterrupt``.
+
+    trio delivers Ctrl-C to the main task, and a task group wraps what its body raises in a
+    ``BaseExceptionGroup``; asyncio raises ``KeyboardInterrupt`` as it is. Unwrapped, ``except
+    KeyboardInterrupt:`` works the same on both backends.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise_lone_interrupt(group)
+        raise
+
+
+def raise_lone_interrupt(group: BaseExceptionGroup) -> None:
+    """Raise the ``KeyboardInterrupt`` if it is all that ``group`` holds (nested or not)."""
+    interrupts, rest = group.split(KeyboardInterrupt)
+    if interrupts is not None and rest is None:
+        while isinstance(interrupts, BaseExceptionGroup):
+            interrupts = interrupts.exceptions[0]
+        raise interrupts from None
 
 
 def _limiter() -> anyio.CapacityLimiter:

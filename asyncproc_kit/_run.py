@@ -15,6 +15,7 @@ from ._process import (
     CHUNK,
     DEFAULT_GRACE,
     Child,
+    interrupts_unwrapped,
     next_read_size,
     read_available,
     read_chunk,
@@ -132,7 +133,8 @@ async def complete(child: Child, *, input: bytes | None, timeout: float | None, 
     out: list[bytes] = []
     err: list[bytes] = []
     try:
-        with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+        with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope, \
+                interrupts_unwrapped():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(drain, child, child.stdout, out)
                 tg.start_soon(drain, child, child.stderr, err)

@@ -105,3 +105,52 @@ class FileReopener:
 
     def written(self) -> int:
         return sum(path.stat().st_size for path in self.folder.glob("reopened*"))
+
+
+INTERRUPTED = """
+import sys
+import anyio
+from asyncproc_kit import *
+from asyncproc_kit.testing import SLEEP
+
+async def main():
+{body}
+
+try:
+    anyio.run(main, backend=sys.argv[1])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(130)
+except BaseException as exc:
+    print(repr(exc), flush=True)
+    sys.exit(1)
+"""
+
+
+def interrupted(body: str, backend: str) -> tuple[int, str, list[int]]:
+    """Run a program whose ``main()`` is ``body`` (indented by 4), press Ctrl-C (SIGINT)
+    once it has a child, and return (its exit code, what it printed, the children it had).
+
+    ``except KeyboardInterrupt`` around ``anyio.run`` must catch it, on both backends.
+    """
+    import subprocess
+    import textwrap
+    import time
+
+    from asyncproc_kit.testing import descendants
+
+    code = INTERRUPTED.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    owner = subprocess.Popen([sys.executable, "-c", code, backend],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := descendants(owner.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # inside the await by now
+        owner.send_signal(2)
+        out, _ = owner.communicate(timeout=30)
+        return owner.returncode, out.strip(), children
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()

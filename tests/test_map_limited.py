@@ -8,6 +8,7 @@ import time
 import anyio
 import pytest
 from helpers import (  # noqa: F401
+    interrupted,
     live_kit_children,
     members_at_least,
     nothing_left_behind,
@@ -295,3 +296,14 @@ def test_progress_refuses_a_bad_total() -> None:
         Progress(-1)
     with pytest.raises(TypeError, match="progress must be"):
         map_limited([EXIT(0)], progress="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_during_map_limited_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C while awaiting map_limited is KeyboardInterrupt on both
+    backends; children are ended."""
+    code, out, children = interrupted("""
+        await map_limited([SLEEP(60), SLEEP(60)], limit=2)
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []

@@ -11,6 +11,7 @@ import pytest
 from helpers import (  # noqa: F401
     FileReopener,
     eventually,
+    interrupted,
     members_at_least,
     nothing_left_behind,
     open_fds,
@@ -194,3 +195,15 @@ async def test_leaving_the_block_stops_a_send_in_flight_and_writes_nowhere_else(
     assert "closed while sending" in message
     assert repr(DISCARD[0]) in message
     assert files.written() == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_while_awaiting_a_pipe_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C inside an open_pipe block is KeyboardInterrupt on both
+    backends; the child is ended."""
+    code, out, children = interrupted("""
+        async with open_pipe(SLEEP(60)) as pipe:
+            await pipe.wait()
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []

@@ -9,6 +9,7 @@ import anyio
 import pytest
 from helpers import (  # noqa: F401
     FileReopener,
+    interrupted,
     live_kit_children,
     members_at_least,
     nothing_left_behind,
@@ -412,3 +413,16 @@ async def test_cancelling_a_pool_while_a_job_feeds_input_writes_nowhere_else(tmp
             await anyio.sleep(0.1)
             files.stop.set()
     assert files.written() == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_in_a_pool_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C while awaiting a pool job is KeyboardInterrupt on both
+    backends; children are ended."""
+    code, out, children = interrupted("""
+        async with ProcessPool(workers=2) as pool:
+            job = await pool.submit(SLEEP(60))
+            await job
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []

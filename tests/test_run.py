@@ -14,6 +14,7 @@ from helpers import (  # noqa: F401
     SLEEPER,
     FileReopener,
     eventually,
+    interrupted,
     members_at_least,
     nothing_left_behind,
 )
@@ -327,3 +328,12 @@ async def test_timeout_ends_a_job_control_grandchild_in_another_group() -> None:
     finally:
         for pid in session_members([tl.spans[0].pid]):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_during_run_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C while awaiting run() reaches the program as KeyboardInterrupt on both backends
+    (trio used to wrap it in a BaseExceptionGroup); the child is ended."""
+    code, out, children = interrupted("await run(SLEEP(60))", backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []

@@ -11,6 +11,7 @@ import pytest
 from helpers import (  # noqa: F401
     SLEEPER,
     FileReopener,
+    interrupted,
     members_at_least,
     nothing_left_behind,
     open_fds,
@@ -389,3 +390,16 @@ async def test_stream_leaving_while_feeding_input_writes_nowhere_else(tmp_path) 
             await anyio.sleep(0.1)
             files.stop.set()
     assert files.written() == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_while_iterating_a_stream_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C inside an open_stream block is KeyboardInterrupt on both
+    backends; the child is ended."""
+    code, out, children = interrupted("""
+        async with open_stream(SLEEP(60)) as stream:
+            async for line in stream:
+                pass
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
