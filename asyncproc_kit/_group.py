@@ -33,7 +33,7 @@ from ._process import (
     read_available,
     spawn,
 )
-from ._run import drain
+from ._run import decode, drain
 from ._timeline import Timeline
 
 
@@ -69,6 +69,10 @@ class ChildReport:
                     f"({describe_returncode(self.returncode)})")
         return (f"pid {self.pid} {command}: {self.reason}, ended by {self.how} in "
                 f"{self.elapsed:.2f} s ({describe_returncode(self.returncode)})")
+
+
+def _text(chunks: list[bytes]) -> str:
+    return decode(b"".join(chunks), True, "utf-8", "replace")  # type: ignore[return-value]
 
 
 class GroupTimeout(ProcessTimeout):
@@ -120,12 +124,12 @@ class Member:
     @property
     def stdout(self) -> str:
         """What it has printed on stdout so far (all of it once it has ended)."""
-        return b"".join(self._out).decode("utf-8", "replace")
+        return _text(self._out)
 
     @property
     def stderr(self) -> str:
         """What it has printed on stderr so far."""
-        return b"".join(self._err).decode("utf-8", "replace")
+        return _text(self._err)
 
     def __repr__(self) -> str:
         state = "running" if self.report is None else self.report.how
@@ -309,8 +313,8 @@ class ProcessGroup:
         member.report = ChildReport(
             pid=child.pid, args=child.args, label=member.label, how=ended.how, reason=reason,
             returncode=ended.returncode, elapsed=ended.elapsed, duration=child.duration,
-            stdout=b"".join(member._out).decode("utf-8", "replace"),
-            stderr=b"".join(member._err).decode("utf-8", "replace"),
+            stdout=_text(member._out),
+            stderr=_text(member._err),
         )
         member._done.set()
 

@@ -150,13 +150,15 @@ class Pipe:
     # -- reading ------------------------------------------------------------------------------
 
     async def receive_line(self) -> str | None:
-        """The next line of stdout without its newline, or ``None`` once output has ended."""
+        """The next line of stdout without its newline (``\n`` or ``\r\n``), or ``None`` once
+        output has ended."""
         self._running()
         async with self._receive_lock:
             while True:
                 end = self._out.find(b"\n", self._scanned)
                 if end >= 0:
-                    line = bytes(self._out[:end])
+                    cr = end > 0 and self._out[end - 1] == 13  # a \r\n line end
+                    line = bytes(self._out[:end - 1 if cr else end])
                     del self._out[:end + 1]
                     self._scanned = 0
                     return line.decode(self._encoding, self._errors)
@@ -198,7 +200,7 @@ class Pipe:
     @property
     def stderr(self) -> str:
         """Everything the child has written to stderr so far."""
-        return self._err.decode(self._encoding, self._errors)
+        return self._err.decode(self._encoding, self._errors).replace("\r\n", "\n")
 
     @property
     def pid(self) -> int | None:

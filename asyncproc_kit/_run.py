@@ -59,7 +59,9 @@ def _short(value: str | bytes, limit: int = 60) -> str:
 
 
 def decode(data: bytes, text: bool, encoding: str, errors: str) -> str | bytes:
-    return data.decode(encoding, errors) if text else data
+    """Bytes as they are, or text in which ``\r\n`` line ends read ``\n`` (as in
+    ``subprocess.run(text=True)``)."""
+    return data.decode(encoding, errors).replace("\r\n", "\n") if text else data
 
 
 def check_input(input: Any, encoding: str) -> bytes | None:
@@ -98,7 +100,9 @@ async def run(
     while the output is read, so no size of input or output can deadlock.
 
     **Output:** stdout and stderr are captured separately and decoded as UTF-8, with
-    undecodable bytes replaced (``text=False`` gives bytes). Nothing is printed.
+    undecodable bytes replaced and ``\r\n`` line ends read as ``\n``, as
+    ``subprocess.run(text=True)`` does (``text=False`` gives the exact bytes). Nothing is
+    printed.
 
     **Errors:** ``check=True`` (the default, as in trio, because a failure you did not look
     at is a bug) raises :class:`ProcessFailed` on a non-zero exit, with the end of stderr in

@@ -303,3 +303,10 @@ def test_ctrl_c_in_a_process_group_is_a_plain_keyboard_interrupt(backend) -> Non
     """, backend)
     assert (code, out) == (130, "KeyboardInterrupt")
     assert session_members(children) == []
+
+
+async def test_member_output_reads_crlf_as_newlines() -> None:
+    """A member's stdout in its report reads \\r\\n line ends as \\n, as run() does."""
+    async with ProcessGroup() as group:
+        member = group.start(python(r"import sys; sys.stdout.buffer.write(b'a\r\nb\r\n')"))
+    assert (await member.wait()).stdout == "a\nb\n"

@@ -207,3 +207,15 @@ def test_ctrl_c_while_awaiting_a_pipe_is_a_plain_keyboard_interrupt(backend) -> 
     """, backend)
     assert (code, out) == (130, "KeyboardInterrupt")
     assert session_members(children) == []
+
+
+async def test_receive_line_treats_crlf_as_a_line_end() -> None:
+    """receive_line() returns lines without \\r when the child ends them with \\r\\n."""
+    cmd = python(r"import sys; sys.stdout.buffer.write(b'a\r\nb\r\n'); "
+                 r"sys.stderr.buffer.write(b'e\r\n')")
+    async with open_pipe(cmd) as pipe:
+        assert await pipe.receive_line() == "a"
+        assert await pipe.receive_line() == "b"
+        assert await pipe.receive_line() is None
+        await pipe.wait()
+        assert pipe.stderr == "e\n"

@@ -337,3 +337,13 @@ def test_ctrl_c_during_run_is_a_plain_keyboard_interrupt(backend) -> None:
     code, out, children = interrupted("await run(SLEEP(60))", backend)
     assert (code, out) == (130, "KeyboardInterrupt")
     assert session_members(children) == []
+
+
+async def test_crlf_output_becomes_newlines_in_text_mode_like_subprocess() -> None:
+    """run() decodes \\r\\n as \\n in text mode (subprocess.run(text=True) does the same);
+    bytes stay exact."""
+    cmd = python(r"import sys; sys.stdout.buffer.write(b'a\r\nb\r\n'); "
+                 r"sys.stderr.buffer.write(b'e\r\n')")
+    result = await run(cmd)
+    assert (result.stdout, result.stderr) == ("a\nb\n", "e\n")
+    assert (await run(cmd, text=False)).stdout == b"a\r\nb\r\n"

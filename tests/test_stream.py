@@ -403,3 +403,34 @@ def test_ctrl_c_while_iterating_a_stream_is_a_plain_keyboard_interrupt(backend) 
     """, backend)
     assert (code, out) == (130, "KeyboardInterrupt")
     assert session_members(children) == []
+
+
+CRLF = python(r"""
+    import sys
+    sys.stdout.buffer.write(b"a\r\nb\r")
+    sys.stdout.buffer.flush()
+    import time; time.sleep(0.1)  # the \r and its \n arrive in two reads
+    sys.stdout.buffer.write(b"\nc\r\n\rprogress\r")
+""")
+
+
+def test_splitter_treats_crlf_as_a_line_end_in_text_mode_only() -> None:
+    """Text mode: \\r\\n ends a line like \\n, also cut between two chunks; a lone \\r stays.
+    Bytes mode is exact."""
+    chunks = [b"a\r\nb\r", b"\nc\r\n\rprogress\r"]
+    assert split_all(chunks) == [("a", False), ("b", False), ("c", False),
+                                 ("\rprogress\r", False)]
+    assert [line for line, _ in split_all(chunks, text=False)] == [
+        b"a\r", b"b\r", b"c\r", b"\rprogress\r"]
+
+
+@pytest.mark.anyio
+async def test_stream_crlf_lines_have_no_carriage_return_and_bytes_are_exact() -> None:
+    """A child writing \\r\\n line ends streams 'a', 'b', 'c' as subprocess's text mode
+    would; text=False keeps every byte."""
+    async with open_stream(CRLF) as stream:
+        texts = [line.text async for line in stream]
+    assert texts == ["a", "b", "c", "\rprogress\r"]
+    async with open_stream(CRLF, text=False) as stream:
+        raw = [line.text async for line in stream]
+    assert raw == [b"a\r", b"b\r", b"c\r", b"\rprogress\r"]
