@@ -202,6 +202,9 @@ class Child:
     async def terminate(self, grace: float = DEFAULT_GRACE) -> Termination:
         """SIGTERM the group, wait until exit or ``grace`` (whichever is first), then SIGKILL.
 
+        SIGCONT follows the SIGTERM, as systemd does: a stopped child (SIGSTOP, Ctrl-Z)
+        cannot run its SIGTERM handler until it is continued.
+
         Shielded from cancellation: once started, it finishes, so nothing is left running.
         """
         with anyio.CancelScope(shield=True):
@@ -210,14 +213,15 @@ class Child:
             begun = time.monotonic()
             how = "SIGTERM"
             self.signal_group(signal.SIGTERM)
-            await _signal_session(self.pid, signal.SIGTERM, begun)
+            self.signal_group(signal.SIGCONT, record=False)  # a stopped child cannot exit
+            await _signal_session(self.pid, begun, signal.SIGTERM, signal.SIGCONT)
             with anyio.move_on_after(grace):
                 await self.wait()
             if self.returncode is None:
                 how = "SIGKILL"
                 killed = time.monotonic()
                 self.signal_group(signal.SIGKILL)
-                await _signal_session(self.pid, signal.SIGKILL, killed)
+                await _signal_session(self.pid, killed, signal.SIGKILL)
                 with anyio.move_on_after(REAP_TIMEOUT):
                     await self.wait()
             await _session_gone(self.pid)  # what left the group dies with the session
@@ -383,14 +387,15 @@ def _signal_stray(pid: int, sid: int, sig: int) -> None:
             os.close(pidfd)
 
 
-async def _signal_session(sid: int, sig: int, since: float) -> list[int]:
-    """Send ``sig`` to the members of session ``sid`` outside its leader's group; return
+async def _signal_session(sid: int, since: float, *sigs: int) -> list[int]:
+    """Send ``sigs`` to the members of session ``sid`` outside its leader's group; return
     them. The checkpoint first lets every child being ended at this moment signal its own
     group, so that one scan serves them all."""
     await anyio.lowlevel.checkpoint()
     strays = _session_strays(sid, since)
     for pid in strays:
-        _signal_stray(pid, sid, sig)
+        for sig in sigs:
+            _signal_stray(pid, sid, sig)
     return strays
 
 
@@ -399,7 +404,7 @@ async def _session_gone(sid: int) -> None:
     and wait, bounded, until it has died."""
     deadline = time.monotonic() + LEFTOVER_TIMEOUT
     delay = 0.002
-    while await _signal_session(sid, signal.SIGKILL, time.monotonic()):
+    while await _signal_session(sid, time.monotonic(), signal.SIGKILL):
         if time.monotonic() >= deadline:
             return
         await anyio.sleep(delay)

@@ -250,3 +250,27 @@ def test_a_forked_child_exiting_does_not_kill_the_parents_kit_children(backend) 
         owner.wait()
         owner.stdout.close()
         _kill_all([child])
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+async def test_a_stopped_child_gets_sigcont_and_ends_by_sigterm() -> None:
+    """A stopped child (SIGSTOP; the kernel drops a terminal's SIGTSTP for a session
+    leader like ours) cannot run its SIGTERM handler until it is continued: terminate()
+    sends SIGCONT after SIGTERM, so it ends politely, not by SIGKILL after the grace."""
+    graceful = python("""
+        import signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    async with open_stream(graceful) as stream:
+        await _ready(stream)
+        os.kill(stream.pid, signal.SIGSTOP)
+        await eventually(lambda: _state(stream.pid) == "T")
+        ended = await terminate(stream, grace=5.0)
+    assert (ended.how, ended.returncode) == ("SIGTERM", 7)
+    assert ended.elapsed < 4.0
