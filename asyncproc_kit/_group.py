@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from ._command import check_seconds
+from ._command import check_grace, check_seconds
 from ._errors import ProcessTimeout, describe_returncode, format_command
 from ._process import (
     DEFAULT_GRACE,
@@ -188,7 +188,7 @@ class ProcessGroup:
 
     def __init__(self, *, grace: float = DEFAULT_GRACE, timeout: float | None = None,
                  timeline: Timeline | None = None):
-        self.grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+        self.grace = check_grace(grace)
         self.timeout = check_seconds("timeout", timeout)
         self.timeline = timeline
         self.members: list[Member] = []
@@ -271,7 +271,7 @@ class ProcessGroup:
         cancelled meanwhile. New ``start()`` calls are refused afterwards.
         """
         if grace is not None:
-            grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+            grace = check_grace(grace)
         self._cancelled = True
         if self.timeline is not None:
             self.timeline.mark("cancel group")

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ._command import check_seconds
+from ._command import check_encoding, check_grace
 from ._errors import format_command
 from ._process import (
     DEFAULT_GRACE,
@@ -246,6 +246,7 @@ def open_pipe(
     **Errors:** as :func:`run`; ``send`` raises ``BrokenPipeError`` naming the command when
     the child no longer reads.
     """
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
+    check_encoding(encoding, errors)
     return Pipe(cmd, encoding=encoding, errors=errors, grace=grace, cwd=cwd, env=env,
                 timeline=timeline, label=label)

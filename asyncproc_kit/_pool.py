@@ -30,7 +30,14 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._command import check_command, check_env, check_seconds
+from ._command import (
+    check_command,
+    check_cwd_path,
+    check_encoding,
+    check_env,
+    check_grace,
+    check_seconds,
+)
 from ._errors import ProcessError, format_command
 from ._process import DEFAULT_GRACE, Child, interrupts_unwrapped, spawn
 from ._progress import Progress, check_progress, make_progress
@@ -124,11 +131,12 @@ class _Options:
 
 def _options(*, input: Any, timeout: Any, grace: Any, check: bool, cwd: Any, env: Any,
              text: bool, encoding: str, errors: str) -> _Options:
+    check_encoding(encoding, errors)
     return _Options(
         input=check_input(input, encoding), timeout=check_seconds("timeout", timeout),
-        grace=check_seconds("grace", grace, allow_none=False, allow_zero=True),
-        check=bool(check), cwd=cwd, env=check_env(env), text=text, encoding=encoding,
-        errors=errors,
+        grace=check_grace(grace),
+        check=bool(check), cwd=check_cwd_path(cwd), env=check_env(env), text=text,
+        encoding=encoding, errors=errors,
     )
 
 
@@ -447,7 +455,7 @@ class ProcessPool:
         else:
             self.queue_size = check_limit("queue_size", queue_size)
         self.timeline = timeline if timeline is not None else Timeline()
-        self._grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+        self._grace = check_grace(grace)
         check_progress(progress)
         self._progress_arg = progress
         self._progress: Progress | None = None

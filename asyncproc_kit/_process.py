@@ -41,7 +41,7 @@ from ._command import (
     check_command,
     check_cwd,
     check_env,
-    check_seconds,
+    check_grace,
     fd_limit_error,
     raise_fd_limit,
     spawn_error,
@@ -224,7 +224,7 @@ class Child:
                 await _signal_session(self.pid, killed, signal.SIGKILL)
                 with anyio.move_on_after(REAP_TIMEOUT):
                     await self.wait()
-            await _session_gone(self.pid)  # what left the group dies with the session
+            await _session_gone(self.pid, begun)  # what left the group dies with the session
             if self.returncode is None:
                 warnings.warn(
                     f"pid {self.pid} ({format_command(self.args)}) survived SIGKILL for "
@@ -399,14 +399,18 @@ async def _signal_session(sid: int, since: float, *sigs: int) -> list[int]:
     return strays
 
 
-async def _session_gone(sid: int) -> None:
+async def _session_gone(sid: int, since: float) -> None:
     """SIGKILL what is left of session ``sid`` outside the (already killed) leader's group
-    and wait, bounded, until it has died."""
+    and wait, bounded, until it has died. ``since`` is when the termination began: the scan
+    made for its SIGTERM serves here too (every child ended at once shares it)."""
     deadline = time.monotonic() + LEFTOVER_TIMEOUT
     delay = 0.002
-    while await _signal_session(sid, time.monotonic(), signal.SIGKILL):
+    strays = await _signal_session(sid, since, signal.SIGKILL)
+    while strays := [pid for pid in strays if (ids := _live_ids_of(pid)) and ids[1] == sid]:
         if time.monotonic() >= deadline:
             return
+        for pid in strays:
+            _signal_stray(pid, sid, signal.SIGKILL)
         await anyio.sleep(delay)
         delay = min(delay * 2, 0.02)
 
@@ -663,6 +667,11 @@ def child_of(process: Any) -> Child:
     child = getattr(process, "_child", None)
     if isinstance(child, Child):
         return child
+    if child is None and getattr(process, "state", None) == "queued":  # a pool's Job
+        raise RuntimeError(
+            f"{format_command(process.args)} has not started: it is still queued in the "
+            "pool, so there is no process to terminate yet; await job.wait_started() "
+            "first, or pool.cancel() to drop every queued job")
     raise TypeError(
         "terminate() takes a process the kit started (what open_stream() or open_pipe() "
         f"gives you, or a pool job's child), not {type(process).__name__}"
@@ -682,10 +691,11 @@ async def terminate(process: Any, *, grace: float = DEFAULT_GRACE) -> Terminatio
 
     **Cancellation:** runs shielded, so a cancelled caller cannot leave a half-killed child.
 
-    **Errors:** ``TypeError`` for an object the kit did not start; ``ValueError`` for a
-    negative grace. A child that had already exited is simply reaped (``how == "exited"``).
+    **Errors:** ``TypeError`` for an object the kit did not start; ``RuntimeError`` for a
+    pool job that is still queued (it has no process yet); ``ValueError`` for a negative or
+    infinite grace. A child that had already exited is simply reaped (``how == "exited"``).
     """
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
     return await child_of(process).terminate(grace)
 
 
@@ -693,9 +703,10 @@ async def terminate(process: Any, *, grace: float = DEFAULT_GRACE) -> Terminatio
 def _kill_survivors() -> None:
     """At interpreter exit, no child the kit started outlives us (their groups get SIGKILL,
     and on Linux whatever of their sessions left the group)."""
+    since = time.monotonic()
     for child in list(_live.values()):
         if child.signal_group(signal.SIGKILL, record=False):
-            for pid in _session_strays(child.pid, time.monotonic()):
+            for pid in _session_strays(child.pid, since):
                 _signal_stray(pid, child.pid, signal.SIGKILL)
 
 

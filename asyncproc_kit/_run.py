@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from ._command import check_seconds
+from ._command import check_encoding, check_grace, check_seconds
 from ._errors import ProcessFailed, ProcessTimeout
 from ._process import (
     CHUNK,
@@ -121,7 +121,8 @@ async def run(
     ``timeline=`` records the process (label, start, first output, signals, end) for plots.
     """
     timeout = check_seconds("timeout", timeout)
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
+    check_encoding(encoding, errors)
     data = check_input(input, encoding)
     child = spawn(cmd, stdin="devnull" if data is None else "pipe", cwd=cwd, env=env,
                   timeline=timeline, label=label)

@@ -307,3 +307,18 @@ def test_ctrl_c_during_map_limited_is_a_plain_keyboard_interrupt(backend) -> Non
     """, backend)
     assert (code, out) == (130, "KeyboardInterrupt")
     assert session_members(children) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "fact"),
+    [({"cwd": 5}, TypeError, "cwd must be a path"),
+     ({"cwd": "/tmp\0x"}, ValueError, "cwd contains a NUL"),
+     ({"env": {"A": "x\0y"}}, ValueError, r"env\['A'\] contains a NUL"),
+     ({"encoding": "utf9"}, LookupError, "unknown encoding"),
+     ({"grace": float("inf")}, ValueError, "grace must be finite")],
+)
+async def test_bad_options_raise_at_the_call_not_from_the_workers(options, error, fact) -> None:
+    """A bad cwd, env, encoding or grace raises its own TypeError/ValueError/LookupError at
+    the call, as documented, not an ExceptionGroup once workers run."""
+    with pytest.raises(error, match=fact):
+        map_limited([SLEEP(0), SLEEP(0)], limit=2, **options)

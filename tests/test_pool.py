@@ -426,3 +426,32 @@ def test_ctrl_c_in_a_pool_is_a_plain_keyboard_interrupt(backend) -> None:
     """, backend)
     assert (code, out) == (130, "KeyboardInterrupt")
     assert session_members(children) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "fact"),
+    [({"cwd": 5}, TypeError, "cwd must be a path"),
+     ({"env": {"A": "x\0y"}}, ValueError, r"env\['A'\] contains a NUL"),
+     ({"encoding": "utf9"}, LookupError, "unknown encoding"),
+     ({"grace": float("inf")}, ValueError, "grace must be finite")],
+)
+async def test_bad_submit_options_raise_at_submit(options, error, fact) -> None:
+    """A bad option raises from submit(), before the job is queued, not from the job."""
+    async with ProcessPool(workers=1) as pool:
+        with pytest.raises(error, match=fact):
+            await pool.submit(SLEEP(0), **options)
+        assert pool.queued == 0
+
+
+async def test_terminate_of_a_queued_job_says_it_has_not_started() -> None:
+    """terminate(job) for a job still in the queue says plainly that it has not started
+    (not "... not Job")."""
+    async with ProcessPool(workers=1, grace=0.5) as pool:
+        running = await pool.submit(SLEEP(60))
+        queued = await pool.submit(SLEEP(60))
+        await running.wait_started()
+        with pytest.raises(RuntimeError) as caught:
+            await terminate(queued)
+        assert "has not started" in str(caught.value)
+        assert "queued" in str(caught.value)
+        await pool.cancel()
