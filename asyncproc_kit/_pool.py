@@ -55,6 +55,10 @@ WORKERS_ENV = "ASYNCPROC_KIT_WORKERS"
 DEFAULT_QUEUE_SIZE = 1024
 """How many jobs a :class:`ProcessPool` holds queued before ``submit`` waits for room."""
 
+KEPT_SPANS = 10_000
+"""How many finished jobs a pool's own timeline remembers (about 0.5 KB each), so a pool
+that runs for days does not grow without bound; pass ``timeline=`` to keep every one."""
+
 
 def default_workers() -> int:
     """How many processes run at once when you do not say: ``min(4, CPU count)``.
@@ -442,7 +446,9 @@ class ProcessPool:
     ``workers`` or ``priority`` raises ``ValueError``/``TypeError``. A job's own failure is
     kept in its handle and never stops the pool.
 
-    **Output:** every job is recorded on ``pool.timeline`` (queued, started, ended);
+    **Output:** every job is recorded on ``pool.timeline`` (queued, started, ended); the
+    pool's own timeline remembers the last ``KEPT_SPANS`` (10,000) finished jobs, so memory
+    stays bounded in a pool that runs for days (pass ``timeline=`` to keep all of them).
     ``progress=True`` shows a done / failed / running bar.
     """
 
@@ -455,6 +461,7 @@ class ProcessPool:
         else:
             self.queue_size = check_limit("queue_size", queue_size)
         self.timeline = timeline if timeline is not None else Timeline()
+        self._bounded = timeline is None  # our own timeline: forget the oldest finished jobs
         self._grace = check_grace(grace)
         check_progress(progress)
         self._progress_arg = progress
@@ -710,3 +717,14 @@ class ProcessPool:
             self._running -= 1
             if self._progress is not None:
                 self._progress.ended(job._error is None)
+            if self._bounded and len(self.timeline.spans) > KEPT_SPANS + KEPT_SPANS // 10:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest finished spans down to ``KEPT_SPANS`` (amortised: every
+        ``KEPT_SPANS // 10`` jobs); queued and running ones stay."""
+        spans = self.timeline.spans
+        finished = [i for i, s in enumerate(spans) if s.ended is not None or
+                    (s.outcome is not None and s.started is None)]
+        drop = set(finished[:max(0, len(spans) - KEPT_SPANS)])
+        spans[:] = [s for i, s in enumerate(spans) if i not in drop]

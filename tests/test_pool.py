@@ -455,3 +455,23 @@ async def test_terminate_of_a_queued_job_says_it_has_not_started() -> None:
         assert "has not started" in str(caught.value)
         assert "queued" in str(caught.value)
         await pool.cancel()
+
+
+async def test_a_long_lived_pool_keeps_a_bounded_number_of_spans(monkeypatch) -> None:
+    """The pool's own timeline keeps only the most recent finished jobs (memory stays
+    bounded for a pool that runs for days); a timeline the caller passed keeps them all."""
+    from asyncproc_kit import Timeline, _pool
+
+    monkeypatch.setattr(_pool, "KEPT_SPANS", 20)
+    mine = Timeline()
+    for timeline in (None, mine):
+        async with ProcessPool(workers=4, timeline=timeline) as pool:
+            jobs = [await pool.submit(QUICK, label=f"job {i}") for i in range(120)]
+        assert all(job.state == "done" for job in jobs)
+        labels = [span.label for span in pool.timeline.spans]
+        if timeline is None:
+            assert len(labels) <= 20 + 20 // 10 + 4
+            assert "job 119" in labels
+            assert "job 0" not in labels
+        else:
+            assert len(labels) == 120
