@@ -691,6 +691,16 @@ async def terminate(process: Any, *, grace: float = DEFAULT_GRACE) -> Terminatio
 
     **Cancellation:** runs shielded, so a cancelled caller cannot leave a half-killed child.
 
+    **The whole session:** SIGCONT follows the SIGTERM (a stopped child could not handle
+    it). On Linux, members of the child's session that left its process group (job
+    control, ``setpgid``) are signalled too, found in ``/proc``.
+
+    **Out of reach** (see ``docs/guarantees.md``): a grandchild that calls ``setsid()``
+    itself is in neither the group nor the session, so nothing links it to the child;
+    without ``/proc`` only the group is ended; and if *your* program is killed by SIGKILL,
+    no code runs to end its children (SIGTERM and SIGHUP are handled where you have not set
+    a handler of your own).
+
     **Errors:** ``TypeError`` for an object the kit did not start; ``RuntimeError`` for a
     pool job that is still queued (it has no process yet); ``ValueError`` for a negative or
     infinite grace. A child that had already exited is simply reaped (``how == "exited"``).

@@ -118,6 +118,11 @@ async def run(
     a notebook interrupt), the child's whole group is terminated the same way, shielded,
     before the cancellation continues. No zombie, no orphan.
 
+    **Out of reach** (see ``docs/guarantees.md``): a grandchild that calls ``setsid()``
+    itself leaves the child's session and cannot be told apart from your other processes;
+    on systems without ``/proc`` only the process group is ended, not the whole session;
+    a parent killed by SIGKILL runs no cleanup, so its children keep running.
+
     ``timeline=`` records the process (label, start, first output, signals, end) for plots.
     """
     timeout = check_seconds("timeout", timeout)
