@@ -100,9 +100,10 @@ class CircuitBreaker:
 
     **What counts as a failure:** an ``Exception`` for which ``is_failure(exc)`` is true
     (default: every ``Exception``). An exception it rejects counts as a success: the thing
-    answered, the answer was just not what you wanted. **Cancellation is not a failure**
-    (nor is any other ``BaseException``): a cancelled call changes no count; a cancelled
-    probe frees the probe slot so the next caller probes instead.
+    answered, the answer was just not what you wanted. An ``is_failure`` that itself raises
+    counts the call as a failure and its exception reaches the caller. **Cancellation is
+    not a failure** (nor is any other ``BaseException``): a cancelled call changes no
+    count; a cancelled probe frees the probe slot so the next caller probes instead.
 
     A call admitted in one state that finishes after the state changed (a slow call from
     before the circuit opened) does not move the breaker: only calls of the current state
@@ -229,11 +230,20 @@ class CircuitBreaker:
 
     def _settle(self, ticket: _Ticket, exc: BaseException | None) -> None:
         now = self.clock()
+        try:
+            outcome = _outcome(exc, self.is_failure)
+        except Exception:
+            # A predicate that cannot judge (``e.returncode`` of a SpawnError) counts as a
+            # failure; the slot is settled first, then its own error reaches the caller.
+            self._count(ticket, "failure", now)
+            raise
+        self._count(ticket, outcome, now)
+
+    def _count(self, ticket: _Ticket, outcome: str, now: float) -> None:
         if ticket.generation != self._generation:
             # The state changed while this call ran: only the current state's calls count.
-            self.calls.append((now, _outcome(exc, self.is_failure)))
+            self.calls.append((now, outcome))
             return
-        outcome = _outcome(exc, self.is_failure)
         self.calls.append((now, outcome))
         if ticket.probe:
             self._probing = False

@@ -22,12 +22,16 @@ if TYPE_CHECKING:
     from ._run import ProcessResult
 
 
-def format_command(args: Sequence[object], width: int = 60) -> str:
-    """Render a command as the list a learner would write, long arguments shortened."""
+def format_command(args: Sequence[object], width: int = 60, most: int = 20) -> str:
+    """Render a command as the list a learner would write, long arguments shortened and a
+    list of more than ``most`` arguments elided after the first ten (``… 29,990 more``)."""
+    args = list(args)
     shown = []
-    for arg in args:
+    for arg in args if len(args) <= most else args[:10]:
         text = repr(arg)
         shown.append(text if len(text) <= width else f"{text[:width - 4]}...{text[-1]}")
+    if len(args) > most:
+        shown.append(f"… {len(args) - 10:,} more")
     return f"[{', '.join(shown)}]"
 
 

@@ -23,10 +23,17 @@ from typing import Any
 
 import anyio
 
-from ._command import check_seconds
+from ._command import check_grace, check_seconds
 from ._errors import ProcessTimeout, describe_returncode, format_command
-from ._process import DEFAULT_GRACE, Child, Termination, read_available, spawn
-from ._run import drain
+from ._process import (
+    DEFAULT_GRACE,
+    Child,
+    Termination,
+    raise_lone_interrupt,
+    read_available,
+    spawn,
+)
+from ._run import decode, drain
 from ._timeline import Timeline
 
 
@@ -62,6 +69,10 @@ class ChildReport:
                     f"({describe_returncode(self.returncode)})")
         return (f"pid {self.pid} {command}: {self.reason}, ended by {self.how} in "
                 f"{self.elapsed:.2f} s ({describe_returncode(self.returncode)})")
+
+
+def _text(chunks: list[bytes]) -> str:
+    return decode(b"".join(chunks), True, "utf-8", "replace")  # type: ignore[return-value]
 
 
 class GroupTimeout(ProcessTimeout):
@@ -113,12 +124,12 @@ class Member:
     @property
     def stdout(self) -> str:
         """What it has printed on stdout so far (all of it once it has ended)."""
-        return b"".join(self._out).decode("utf-8", "replace")
+        return _text(self._out)
 
     @property
     def stderr(self) -> str:
         """What it has printed on stderr so far."""
-        return b"".join(self._err).decode("utf-8", "replace")
+        return _text(self._err)
 
     def __repr__(self) -> str:
         state = "running" if self.report is None else self.report.how
@@ -177,7 +188,7 @@ class ProcessGroup:
 
     def __init__(self, *, grace: float = DEFAULT_GRACE, timeout: float | None = None,
                  timeline: Timeline | None = None):
-        self.grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+        self.grace = check_grace(grace)
         self.timeout = check_seconds("timeout", timeout)
         self.timeline = timeline
         self.members: list[Member] = []
@@ -218,6 +229,7 @@ class ProcessGroup:
                     yield self
         except BaseExceptionGroup as group:
             # Members never raise, so the only error is the block's own: raise it unwrapped.
+            raise_lone_interrupt(group)
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
@@ -259,7 +271,7 @@ class ProcessGroup:
         cancelled meanwhile. New ``start()`` calls are refused afterwards.
         """
         if grace is not None:
-            grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+            grace = check_grace(grace)
         self._cancelled = True
         if self.timeline is not None:
             self.timeline.mark("cancel group")
@@ -301,8 +313,8 @@ class ProcessGroup:
         member.report = ChildReport(
             pid=child.pid, args=child.args, label=member.label, how=ended.how, reason=reason,
             returncode=ended.returncode, elapsed=ended.elapsed, duration=child.duration,
-            stdout=b"".join(member._out).decode("utf-8", "replace"),
-            stderr=b"".join(member._err).decode("utf-8", "replace"),
+            stdout=_text(member._out),
+            stderr=_text(member._err),
         )
         member._done.set()
 

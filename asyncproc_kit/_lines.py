@@ -5,6 +5,9 @@ raises, and loses a last line without a newline. This splitter decodes whole chu
 (an incremental decoder keeps a UTF-8 character cut between two reads intact), splits them
 with ``str.split`` in C, and keeps only the unfinished tail. A line longer than ``limit``
 comes out in pieces marked ``split=True``; nothing is dropped and memory stays bounded.
+
+In text mode ``\r\n`` ends a line like ``\n`` (the line has no ``\r``), as in
+``subprocess``'s text mode; a lone ``\r`` (a progress bar redrawing) is kept. Bytes are exact.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class LineSplitter:
             return [], None
         if self._pending:
             data = self._pending + data
+        if self._decoder is not None and "\r\n" in data:  # type: ignore[operator]
+            data = data.replace("\r\n", "\n")  # type: ignore[arg-type]  # a CRLF line end
         lines = data.split(self._newline)  # type: ignore[arg-type]
         self._pending = lines.pop()
         if len(data) <= self.limit or self._fits(data):

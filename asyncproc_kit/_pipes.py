@@ -8,9 +8,17 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ._command import check_seconds
+from ._command import check_encoding, check_grace
 from ._errors import format_command
-from ._process import DEFAULT_GRACE, Child, exit_task_group, read_chunk, spawn, write_all
+from ._process import (
+    DEFAULT_GRACE,
+    Child,
+    PipeClosed,
+    exit_task_group,
+    read_chunk,
+    spawn,
+    write_all,
+)
 from ._timeline import Timeline
 
 
@@ -109,7 +117,9 @@ class Pipe:
         """Write all of ``data`` (str is encoded) to the child's stdin.
 
         Raises ``BrokenPipeError`` naming the command if it has closed its input or exited,
-        and ``RuntimeError`` after :meth:`close_input`.
+        or if the ``async with`` block is left while this send is still writing (the send
+        stops at once: not one more byte goes anywhere), and ``RuntimeError`` after
+        :meth:`close_input`.
         """
         child = self._running()
         if isinstance(data, str):
@@ -121,7 +131,9 @@ class Pipe:
                 raise RuntimeError(f"the input of {format_command(child.args)} is already "
                                    "closed (close_input() or wait() was called)")
             try:
-                await write_all(child.stdin, data)
+                await write_all(child, data)
+            except PipeClosed:
+                raise
             except BrokenPipeError:
                 raise BrokenPipeError(
                     f"{format_command(child.args)} is no longer reading its input "
@@ -138,13 +150,15 @@ class Pipe:
     # -- reading ------------------------------------------------------------------------------
 
     async def receive_line(self) -> str | None:
-        """The next line of stdout without its newline, or ``None`` once output has ended."""
+        """The next line of stdout without its newline (``\n`` or ``\r\n``), or ``None`` once
+        output has ended."""
         self._running()
         async with self._receive_lock:
             while True:
                 end = self._out.find(b"\n", self._scanned)
                 if end >= 0:
-                    line = bytes(self._out[:end])
+                    cr = end > 0 and self._out[end - 1] == 13  # a \r\n line end
+                    line = bytes(self._out[:end - 1 if cr else end])
                     del self._out[:end + 1]
                     self._scanned = 0
                     return line.decode(self._encoding, self._errors)
@@ -186,7 +200,7 @@ class Pipe:
     @property
     def stderr(self) -> str:
         """Everything the child has written to stderr so far."""
-        return self._err.decode(self._encoding, self._errors)
+        return self._err.decode(self._encoding, self._errors).replace("\r\n", "\n")
 
     @property
     def pid(self) -> int | None:
@@ -232,6 +246,7 @@ def open_pipe(
     **Errors:** as :func:`run`; ``send`` raises ``BrokenPipeError`` naming the command when
     the child no longer reads.
     """
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
+    check_encoding(encoding, errors)
     return Pipe(cmd, encoding=encoding, errors=errors, grace=grace, cwd=cwd, env=env,
                 timeline=timeline, label=label)

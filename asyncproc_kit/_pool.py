@@ -30,9 +30,16 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._command import check_command, check_env, check_seconds
+from ._command import (
+    check_command,
+    check_cwd_path,
+    check_encoding,
+    check_env,
+    check_grace,
+    check_seconds,
+)
 from ._errors import ProcessError, format_command
-from ._process import DEFAULT_GRACE, Child, spawn
+from ._process import DEFAULT_GRACE, Child, interrupts_unwrapped, spawn
 from ._progress import Progress, check_progress, make_progress
 from ._run import ProcessResult, check_input, complete
 from ._scheduling import JobQueue, check_priority
@@ -47,6 +54,10 @@ WORKERS_ENV = "ASYNCPROC_KIT_WORKERS"
 
 DEFAULT_QUEUE_SIZE = 1024
 """How many jobs a :class:`ProcessPool` holds queued before ``submit`` waits for room."""
+
+KEPT_SPANS = 10_000
+"""How many finished jobs a pool's own timeline remembers (about 0.5 KB each), so a pool
+that runs for days does not grow without bound; pass ``timeline=`` to keep every one."""
 
 
 def default_workers() -> int:
@@ -124,11 +135,12 @@ class _Options:
 
 def _options(*, input: Any, timeout: Any, grace: Any, check: bool, cwd: Any, env: Any,
              text: bool, encoding: str, errors: str) -> _Options:
+    check_encoding(encoding, errors)
     return _Options(
         input=check_input(input, encoding), timeout=check_seconds("timeout", timeout),
-        grace=check_seconds("grace", grace, allow_none=False, allow_zero=True),
-        check=bool(check), cwd=cwd, env=check_env(env), text=text, encoding=encoding,
-        errors=errors,
+        grace=check_grace(grace),
+        check=bool(check), cwd=check_cwd_path(cwd), env=check_env(env), text=text,
+        encoding=encoding, errors=errors,
     )
 
 
@@ -268,9 +280,10 @@ class Batch:
                 results[index] = await self._one(index, spans[index], progress)
 
         try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(self.limit, len(self.commands))):
-                    tg.start_soon(worker)
+            with interrupts_unwrapped():
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(self.limit, len(self.commands))):
+                        tg.start_soon(worker)
         finally:
             if owned and progress is not None:
                 progress.close()
@@ -433,7 +446,9 @@ class ProcessPool:
     ``workers`` or ``priority`` raises ``ValueError``/``TypeError``. A job's own failure is
     kept in its handle and never stops the pool.
 
-    **Output:** every job is recorded on ``pool.timeline`` (queued, started, ended);
+    **Output:** every job is recorded on ``pool.timeline`` (queued, started, ended); the
+    pool's own timeline remembers the last ``KEPT_SPANS`` (10,000) finished jobs, so memory
+    stays bounded in a pool that runs for days (pass ``timeline=`` to keep all of them).
     ``progress=True`` shows a done / failed / running bar.
     """
 
@@ -446,7 +461,8 @@ class ProcessPool:
         else:
             self.queue_size = check_limit("queue_size", queue_size)
         self.timeline = timeline if timeline is not None else Timeline()
-        self._grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+        self._bounded = timeline is None  # our own timeline: forget the oldest finished jobs
+        self._grace = check_grace(grace)
         check_progress(progress)
         self._progress_arg = progress
         self._progress: Progress | None = None
@@ -701,3 +717,14 @@ class ProcessPool:
             self._running -= 1
             if self._progress is not None:
                 self._progress.ended(job._error is None)
+            if self._bounded and len(self.timeline.spans) > KEPT_SPANS + KEPT_SPANS // 10:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest finished spans down to ``KEPT_SPANS`` (amortised: every
+        ``KEPT_SPANS // 10`` jobs); queued and running ones stay."""
+        spans = self.timeline.spans
+        finished = [i for i, s in enumerate(spans) if s.ended is not None or
+                    (s.outcome is not None and s.started is None)]
+        drop = set(finished[:max(0, len(spans) - KEPT_SPANS)])
+        spans[:] = [s for i, s in enumerate(spans) if i not in drop]

@@ -28,7 +28,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from ._command import (
     check_command,
     check_cwd,
     check_env,
-    check_seconds,
+    check_grace,
     fd_limit_error,
     raise_fd_limit,
     spawn_error,
@@ -205,6 +206,9 @@ class Child:
     async def terminate(self, grace: float = DEFAULT_GRACE) -> Termination:
         """SIGTERM the group, wait until exit or ``grace`` (whichever is first), then SIGKILL.
 
+        SIGCONT follows the SIGTERM, as systemd does: a stopped child (SIGSTOP, Ctrl-Z)
+        cannot run its SIGTERM handler until it is continued.
+
         Shielded from cancellation: once started, it finishes, so nothing is left running.
         """
         with anyio.CancelScope(shield=True):
@@ -213,13 +217,18 @@ class Child:
             begun = time.monotonic()
             how = "SIGTERM"
             self.signal_group(signal.SIGTERM)
+            self.signal_group(signal.SIGCONT, record=False)  # a stopped child cannot exit
+            await _signal_session(self.pid, begun, signal.SIGTERM, signal.SIGCONT)
             with anyio.move_on_after(grace):
                 await self.wait()
             if self.returncode is None:
                 how = "SIGKILL"
+                killed = time.monotonic()
                 self.signal_group(signal.SIGKILL)
+                await _signal_session(self.pid, killed, signal.SIGKILL)
                 with anyio.move_on_after(REAP_TIMEOUT):
                     await self.wait()
+            await _session_gone(self.pid, begun)  # what left the group dies with the session
             if self.returncode is None:
                 warnings.warn(
                     f"pid {self.pid} ({format_command(self.args)}) survived SIGKILL for "
@@ -287,31 +296,41 @@ async def _leftovers_gone(pgid: int) -> None:
                 return
 
 
-_scanned: tuple[float, dict[int, list[int]] | None] = (float("-inf"), None)
+_Scan = tuple[dict[int, list[int]], dict[int, list[tuple[int, int]]]]
+_scanned: tuple[float, _Scan | None] = (float("-inf"), None)
 
 
-def _group_members(pgid: int, since: float) -> list[int] | None:
-    """The live (non-zombie) pids in group ``pgid``; None without /proc.
+def _scan(since: float) -> _Scan | None:
+    """Every live (non-zombie) process by group and by session; None without /proc.
 
     One scan of /proc serves every child waiting at that moment (ending 200 children at once
     must not mean 200 scans), but only a scan begun after ``since``: an older one may
-    predate the group.
+    predate what we look for.
     """
     global _scanned
-    scanned_at, groups = _scanned
+    scanned_at, found = _scanned
     if scanned_at < since:
         scanned_at = time.monotonic()
         try:
             entries = os.listdir("/proc")
         except OSError:
-            groups = None
+            found = None
         else:
-            groups = {}
+            groups: dict[int, list[int]] = {}
+            sessions: dict[int, list[tuple[int, int]]] = {}
             for entry in entries:
-                if entry.isdigit() and (group := _live_group_of(int(entry))) is not None:
-                    groups.setdefault(group, []).append(int(entry))
-        _scanned = (scanned_at, groups)
-    return None if groups is None else groups.get(pgid, [])
+                if entry.isdigit() and (ids := _live_ids_of(int(entry))) is not None:
+                    groups.setdefault(ids[0], []).append(int(entry))
+                    sessions.setdefault(ids[1], []).append((int(entry), ids[0]))
+            found = (groups, sessions)
+        _scanned = (scanned_at, found)
+    return found
+
+
+def _group_members(pgid: int, since: float) -> list[int] | None:
+    """The live (non-zombie) pids in group ``pgid``; None without /proc."""
+    found = _scan(since)
+    return None if found is None else found[0].get(pgid, [])
 
 
 def _alive_in_group(pid: int, pgid: int) -> bool:
@@ -320,13 +339,84 @@ def _alive_in_group(pid: int, pgid: int) -> bool:
 
 def _live_group_of(pid: int) -> int | None:
     """The process group of ``pid`` if it is alive and not a zombie, else None."""
+    ids = _live_ids_of(pid)
+    return None if ids is None else ids[0]
+
+
+def _live_ids_of(pid: int) -> tuple[int, int] | None:
+    """(process group, session) of ``pid`` if it is alive and not a zombie, else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    state, _ppid, group = stat[stat.rindex(b")") + 2:].split(maxsplit=3)[:3]
-    return None if state == b"Z" else int(group)
+    state, _ppid, group, session = stat[stat.rindex(b")") + 2:].split(maxsplit=4)[:4]
+    return None if state == b"Z" else (int(group), int(session))
+
+
+def _session_strays(sid: int, since: float) -> list[int]:
+    """Live members of session ``sid`` outside its leader's group ``sid`` (Linux, /proc).
+
+    A child's grandchild can leave the child's process group (job control, ``setpgid``,
+    ``Popen(process_group=0)``) but not its session, short of calling ``setsid()`` itself.
+    The session id cannot be given to a new process while any member still uses it.
+    """
+    found = _scan(since)
+    if found is None:
+        return []
+    return [pid for pid, group in found[1].get(sid, []) if group != sid]
+
+
+def _signal_stray(pid: int, sid: int, sig: int) -> None:
+    """Send ``sig`` to ``pid`` only if it is still in session ``sid``.
+
+    The pid is pinned with a pidfd before it is checked, so a pid that died and was reused
+    between the scan and the signal is never hit.
+    """
+    pidfd = None
+    try:
+        if _HAS_PIDFD:
+            pidfd = os.pidfd_open(pid)
+        ids = _live_ids_of(pid)
+        if ids is None or ids[1] != sid:
+            return
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except OSError:  # gone already, or not ours to signal
+        pass
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+async def _signal_session(sid: int, since: float, *sigs: int) -> list[int]:
+    """Send ``sigs`` to the members of session ``sid`` outside its leader's group; return
+    them. The checkpoint first lets every child being ended at this moment signal its own
+    group, so that one scan serves them all."""
+    await anyio.lowlevel.checkpoint()
+    strays = _session_strays(sid, since)
+    for pid in strays:
+        for sig in sigs:
+            _signal_stray(pid, sid, sig)
+    return strays
+
+
+async def _session_gone(sid: int, since: float) -> None:
+    """SIGKILL what is left of session ``sid`` outside the (already killed) leader's group
+    and wait, bounded, until it has died. ``since`` is when the termination began: the scan
+    made for its SIGTERM serves here too (every child ended at once shares it)."""
+    deadline = time.monotonic() + LEFTOVER_TIMEOUT
+    delay = 0.002
+    strays = await _signal_session(sid, since, signal.SIGKILL)
+    while strays := [pid for pid in strays if (ids := _live_ids_of(pid)) and ids[1] == sid]:
+        if time.monotonic() >= deadline:
+            return
+        for pid in strays:
+            _signal_stray(pid, sid, signal.SIGKILL)
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.02)
 
 
 async def exit_task_group(tg: Any, exc_type: Any, exc: BaseException | None,
@@ -341,7 +431,32 @@ async def exit_task_group(tg: Any, exc_type: Any, exc: BaseException | None,
     except BaseExceptionGroup as group:
         if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
             return False  # re-raises the block's exception unchanged
+        raise_lone_interrupt(group)
         raise
+
+
+@contextmanager
+def interrupts_unwrapped() -> Iterator[None]:
+    """Around a task group the kit owns: Ctrl-C comes out as a plain ``KeyboardInterrupt``.
+
+    trio delivers Ctrl-C to the main task, and a task group wraps what its body raises in a
+    ``BaseExceptionGroup``; asyncio raises ``KeyboardInterrupt`` as it is. Unwrapped, ``except
+    KeyboardInterrupt:`` works the same on both backends.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise_lone_interrupt(group)
+        raise
+
+
+def raise_lone_interrupt(group: BaseExceptionGroup) -> None:
+    """Raise the ``KeyboardInterrupt`` if it is all that ``group`` holds (nested or not)."""
+    interrupts, rest = group.split(KeyboardInterrupt)
+    if interrupts is not None and rest is None:
+        while isinstance(interrupts, BaseExceptionGroup):
+            interrupts = interrupts.exceptions[0]
+        raise interrupts from None
 
 
 def _limiter() -> anyio.CapacityLimiter:
@@ -437,6 +552,7 @@ def spawn(cmd: Any, *, stdin: Redirect = "devnull", stdout: Redirect = "pipe",
     cwd = check_cwd(args, cwd)
     raise_fd_limit()
     _wake_kernel_on_signals()
+    _end_children_with_us()
     if timeline is not None and span is None:
         span = timeline.add(args, label)
     ours: dict[str, int | None] = {}
@@ -512,17 +628,41 @@ def read_available(fd: int) -> list[bytes]:
     return chunks
 
 
-async def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte to a non-blocking pipe; BrokenPipeError if the reader went away."""
+class PipeClosed(BrokenPipeError):
+    """The kit closed a child's stdin while a task was still writing to it."""
+
+
+async def write_all(child: Child, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte to the child's stdin; ``BrokenPipeError`` if its reader went away.
+
+    The descriptor is looked up again after every ``await``: while this task slept, another
+    one may have closed stdin (leaving the ``open_pipe`` block does), and its *number* may
+    already belong to a file opened since. Writing to the old number would put the data in
+    that file; instead the write stops with :class:`PipeClosed`, naming the command.
+    """
     view = memoryview(data).cast("B")
+    fd = child.stdin
     while view:
         await anyio.lowlevel.checkpoint()
+        if fd is None or child.stdin != fd:
+            raise _closed_while_sending(child, len(data) - len(view), len(data))
         try:
             written = os.write(fd, view)
         except BlockingIOError:
-            await anyio.wait_writable(fd)
+            try:
+                await anyio.wait_writable(fd)
+            except anyio.ClosedResourceError:  # close_fd() woke us: the fd is gone
+                raise _closed_while_sending(child, len(data) - len(view), len(data)) from None
             continue
         view = view[written:]
+
+
+def _closed_while_sending(child: Child, sent: int, total: int) -> PipeClosed:
+    return PipeClosed(
+        errno.EPIPE,
+        f"the pipe to {format_command(child.args)} was closed while sending ({sent:,} of "
+        f"{total:,} bytes written): the block that owns the child ended (it is being "
+        "terminated); finish sending before leaving it, or call pipe.wait() first")
 
 
 def child_of(process: Any) -> Child:
@@ -531,6 +671,11 @@ def child_of(process: Any) -> Child:
     child = getattr(process, "_child", None)
     if isinstance(child, Child):
         return child
+    if child is None and getattr(process, "state", None) == "queued":  # a pool's Job
+        raise RuntimeError(
+            f"{format_command(process.args)} has not started: it is still queued in the "
+            "pool, so there is no process to terminate yet; await job.wait_started() "
+            "first, or pool.cancel() to drop every queued job")
     raise TypeError(
         "terminate() takes a process the kit started (what open_stream() or open_pipe() "
         f"gives you, or a pool job's child), not {type(process).__name__}"
@@ -550,15 +695,72 @@ async def terminate(process: Any, *, grace: float = DEFAULT_GRACE) -> Terminatio
 
     **Cancellation:** runs shielded, so a cancelled caller cannot leave a half-killed child.
 
-    **Errors:** ``TypeError`` for an object the kit did not start; ``ValueError`` for a
-    negative grace. A child that had already exited is simply reaped (``how == "exited"``).
+    **The whole session:** SIGCONT follows the SIGTERM (a stopped child could not handle
+    it). On Linux, members of the child's session that left its process group (job
+    control, ``setpgid``) are signalled too, found in ``/proc``.
+
+    **Out of reach** (see ``docs/guarantees.md``): a grandchild that calls ``setsid()``
+    itself is in neither the group nor the session, so nothing links it to the child;
+    without ``/proc`` only the group is ended; and if *your* program is killed by SIGKILL,
+    no code runs to end its children (SIGTERM and SIGHUP are handled where you have not set
+    a handler of your own).
+
+    **Errors:** ``TypeError`` for an object the kit did not start; ``RuntimeError`` for a
+    pool job that is still queued (it has no process yet); ``ValueError`` for a negative or
+    infinite grace. A child that had already exited is simply reaped (``how == "exited"``).
     """
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
     return await child_of(process).terminate(grace)
 
 
 @atexit.register
 def _kill_survivors() -> None:
-    """At interpreter exit, no child the kit started outlives us (their groups get SIGKILL)."""
+    """At interpreter exit, no child the kit started outlives us (their groups get SIGKILL,
+    and on Linux whatever of their sessions left the group)."""
+    since = time.monotonic()
     for child in list(_live.values()):
-        child.signal_group(signal.SIGKILL, record=False)
+        if child.signal_group(signal.SIGKILL, record=False):
+            for pid in _session_strays(child.pid, since):
+                _signal_stray(pid, child.pid, signal.SIGKILL)
+
+
+def _forget_children() -> None:
+    """In a child made by ``os.fork()``: the parent's children are not ours to kill."""
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_forget_children)
+
+_FATAL_SIGNALS = ("SIGHUP", "SIGTERM")
+"""Signals whose default action ends the program: a closed terminal, ``kill``, ``timeout``.
+(SIGINT raises KeyboardInterrupt, which unwinds through the kit's cleanup and atexit.)"""
+_fatal_handled = False
+
+
+def _end_children_with_us() -> None:
+    """Make a program that dies of SIGHUP or SIGTERM take its kit children along.
+
+    Plain ``subprocess`` children share the program's process group and so die with it
+    when the terminal hangs up; kit children lead sessions of their own and would keep
+    running. Only where the handler is still the default (so no program's own handling
+    changes) do we install one that kills the live children's groups, restores the default
+    and sends the signal again: the program still ends by that signal. Main thread only,
+    once, at the first spawn.
+    """
+    global _fatal_handled
+    if _fatal_handled or threading.current_thread() is not threading.main_thread():
+        return
+    _fatal_handled = True
+    for name in _FATAL_SIGNALS:
+        sig = getattr(signal, name, None)
+        try:
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _die_with_children)
+        except (OSError, ValueError):  # not allowed here: atexit still covers normal exits
+            pass
+
+
+def _die_with_children(signum: int, frame: Any) -> None:
+    _kill_survivors()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

@@ -9,12 +9,13 @@ from typing import Any
 
 import anyio
 
-from ._command import check_seconds
+from ._command import check_encoding, check_grace, check_seconds
 from ._errors import ProcessFailed, ProcessTimeout
 from ._process import (
     CHUNK,
     DEFAULT_GRACE,
     Child,
+    interrupts_unwrapped,
     next_read_size,
     read_available,
     read_chunk,
@@ -58,7 +59,9 @@ def _short(value: str | bytes, limit: int = 60) -> str:
 
 
 def decode(data: bytes, text: bool, encoding: str, errors: str) -> str | bytes:
-    return data.decode(encoding, errors) if text else data
+    """Bytes as they are, or text in which ``\r\n`` line ends read ``\n`` (as in
+    ``subprocess.run(text=True)``)."""
+    return data.decode(encoding, errors).replace("\r\n", "\n") if text else data
 
 
 def check_input(input: Any, encoding: str) -> bytes | None:
@@ -97,7 +100,9 @@ async def run(
     while the output is read, so no size of input or output can deadlock.
 
     **Output:** stdout and stderr are captured separately and decoded as UTF-8, with
-    undecodable bytes replaced (``text=False`` gives bytes). Nothing is printed.
+    undecodable bytes replaced and ``\r\n`` line ends read as ``\n``, as
+    ``subprocess.run(text=True)`` does (``text=False`` gives the exact bytes). Nothing is
+    printed.
 
     **Errors:** ``check=True`` (the default, as in trio, because a failure you did not look
     at is a bug) raises :class:`ProcessFailed` on a non-zero exit, with the end of stderr in
@@ -113,10 +118,16 @@ async def run(
     a notebook interrupt), the child's whole group is terminated the same way, shielded,
     before the cancellation continues. No zombie, no orphan.
 
+    **Out of reach** (see ``docs/guarantees.md``): a grandchild that calls ``setsid()``
+    itself leaves the child's session and cannot be told apart from your other processes;
+    on systems without ``/proc`` only the process group is ended, not the whole session;
+    a parent killed by SIGKILL runs no cleanup, so its children keep running.
+
     ``timeline=`` records the process (label, start, first output, signals, end) for plots.
     """
     timeout = check_seconds("timeout", timeout)
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
+    check_encoding(encoding, errors)
     data = check_input(input, encoding)
     child = spawn(cmd, stdin="devnull" if data is None else "pipe", cwd=cwd, env=env,
                   timeline=timeline, label=label)
@@ -132,7 +143,8 @@ async def complete(child: Child, *, input: bytes | None, timeout: float | None, 
     out: list[bytes] = []
     err: list[bytes] = []
     try:
-        with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+        with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope, \
+                interrupts_unwrapped():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(drain, child, child.stdout, out)
                 tg.start_soon(drain, child, child.stderr, err)
@@ -182,7 +194,7 @@ async def feed(child: Child, data: bytes) -> None:
     """Write ``data`` to the child's stdin and close it; a child that stops reading is fine."""
     try:
         if child.stdin is not None:
-            await write_all(child.stdin, data)
+            await write_all(child, data)
             if child.span is not None:
                 child.span.sent += len(data)
     except BrokenPipeError:

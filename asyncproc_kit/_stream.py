@@ -11,7 +11,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._command import check_seconds
+from ._command import check_encoding, check_grace
 from ._lines import LineSplitter
 from ._process import (
     CHUNK,
@@ -269,7 +269,8 @@ def open_stream(
     **Errors:** as :func:`run`: ``SpawnError`` for a missing program or bad cwd,
     ``TypeError`` for a string command.
     """
-    grace = check_seconds("grace", grace, allow_none=False, allow_zero=True)
+    grace = check_grace(grace)
+    check_encoding(encoding, errors)
     return OutputStream(cmd, input=check_input(input, encoding), limit=limit, text=text,
                         encoding=encoding, errors=errors, merge_stderr=merge_stderr,
                         grace=grace, cwd=cwd, env=env, timeline=timeline, label=label)

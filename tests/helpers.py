@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from asyncproc_kit import _process
@@ -80,3 +81,76 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+
+
+class FileReopener:
+    """A task body that keeps opening, awaiting and closing files in ``folder``.
+
+    Each ``open`` takes the lowest free descriptor number, so the moment the kit closes a
+    pipe, one of these files gets its number: any byte written to the old number afterwards
+    lands in a file, and ``written()`` counts it.
+    """
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        self.stop = anyio.Event()
+
+    async def __call__(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            with open(self.folder / f"reopened{n % 4}", "ab") as file:  # noqa: ASYNC230
+                await anyio.lowlevel.checkpoint()
+                file.flush()
+            n += 1
+
+    def written(self) -> int:
+        return sum(path.stat().st_size for path in self.folder.glob("reopened*"))
+
+
+INTERRUPTED = """
+import sys
+import anyio
+from asyncproc_kit import *
+from asyncproc_kit.testing import SLEEP
+
+async def main():
+{body}
+
+try:
+    anyio.run(main, backend=sys.argv[1])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(130)
+except BaseException as exc:
+    print(repr(exc), flush=True)
+    sys.exit(1)
+"""
+
+
+def interrupted(body: str, backend: str) -> tuple[int, str, list[int]]:
+    """Run a program whose ``main()`` is ``body`` (indented by 4), press Ctrl-C (SIGINT)
+    once it has a child, and return (its exit code, what it printed, the children it had).
+
+    ``except KeyboardInterrupt`` around ``anyio.run`` must catch it, on both backends.
+    """
+    import subprocess
+    import textwrap
+    import time
+
+    from asyncproc_kit.testing import descendants
+
+    code = INTERRUPTED.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    owner = subprocess.Popen([sys.executable, "-c", code, backend],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := descendants(owner.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # inside the await by now
+        owner.send_signal(2)
+        out, _ = owner.communicate(timeout=30)
+        return owner.returncode, out.strip(), children
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()

@@ -282,3 +282,29 @@ async def test_plot_breaker_draws_states_and_calls(clock: FakeClock, tmp_path) -
                       "half-open", "open"]
     fig.savefig(tmp_path / "breaker.png")
     assert (tmp_path / "breaker.png").stat().st_size > 10_000
+
+
+async def test_a_raising_is_failure_counts_as_a_failure_and_frees_the_probe(
+        clock: FakeClock) -> None:
+    """is_failure that raises during the probe (``e.returncode`` of a SpawnError) counts as
+    a failure, its own exception reaches the caller, and the probe slot is free again: the
+    breaker opens, and after reset_timeout the next caller probes (no ProbeRunning forever)."""
+    from asyncproc_kit import SpawnError
+
+    breaker = CircuitBreaker("picky", failure_threshold=1, reset_timeout=10, clock=clock,
+                             is_failure=lambda e: e.returncode != 0)
+    breaker.trip()
+    clock.advance(10)
+    assert breaker.state == "half-open"
+    with pytest.raises(AttributeError) as caught:
+        await breaker.call(run, ["/nonexistent/program"])
+    assert isinstance(caught.value.__context__, SpawnError)
+    assert breaker.state == "open"
+    assert breaker.calls[-1][1] == "failure"
+    clock.advance(10_000)
+    assert await breaker.call(succeed) == "ok"
+    assert breaker.state == "closed"
+    # in the closed state too, the predicate's error propagates and the call counts
+    with pytest.raises(AttributeError):
+        await breaker.call(run, ["/nonexistent/program"])
+    assert breaker.state == "open"

@@ -282,3 +282,96 @@ def test_fd_limit_message_when_the_soft_limit_can_still_rise(monkeypatch) -> Non
     assert "map_limited(..., limit=128)" in str(error)
     assert "ulimit -n 4096" in str(error)
     assert error.errno == errno.EMFILE
+
+
+# -- causes named, fixes given -------------------------------------------------------------------
+
+
+async def test_process_limit_names_ulimit_u_and_a_concurrency_that_fits(monkeypatch) -> None:
+    """EAGAIN from fork (RLIMIT_NPROC, or a container's pids limit) names the limit, the
+    ulimit to raise it and a concurrency that fits, not "Resource temporarily unavailable"."""
+    import resource
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (
+        (200, 400) if which == resource.RLIMIT_NPROC else real(which)))
+    with pytest.raises(SpawnError) as caught:
+        await _start_with_each_api(["true"])
+    message = str(caught.value)
+    assert "too many processes" in message
+    assert "200" in message
+    assert "ulimit -u 400" in message
+    assert "map_limited(..., limit=" in message
+    assert caught.value.errno == errno.EAGAIN
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+async def test_missing_interpreter_names_the_shebang_line(tmp_path, line_end) -> None:
+    """A script whose #! interpreter is missing (or whose #! line ends in a Windows \\r) is
+    not reported as a missing script: the message names its #! line."""
+    script = tmp_path / "tool"
+    script.write_bytes(f"#!/no/such/interpreter{line_end}echo hi{line_end}".encode())
+    script.chmod(0o755)
+    with pytest.raises(SpawnError) as caught:
+        await _start_with_each_api([str(script)])
+    message = str(caught.value)
+    assert "#!/no/such/interpreter" in message
+    assert "does not exist" not in message.split("#!")[0]
+    if line_end == "\r\n":
+        crlf = tmp_path / "crlf.sh"
+        crlf.write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+        crlf.chmod(0o755)
+        with pytest.raises(SpawnError) as caught:
+            await _start_with_each_api([str(crlf)])
+        assert "\\r" in str(caught.value)
+        assert "dos2unix" in str(caught.value)
+
+
+async def test_argument_list_too_long_is_elided_and_states_the_limit() -> None:
+    """30,000 long arguments: a short message ('… 29,990 more') stating the system limit."""
+    cmd = ["true", *[f"argument-{i:05d}-" + "x" * 100 for i in range(29_999)]]
+    with pytest.raises(SpawnError) as caught:
+        await run(cmd)
+    message = str(caught.value)
+    assert len(message) < 2000
+    assert "29,990 more" in message
+    assert "too long" in message
+    assert f"{os.sysconf('SC_ARG_MAX'):,}" in message
+    assert caught.value.errno == errno.E2BIG
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "fact"),
+    [({"env": {"A": "x\0y"}}, ValueError, r"env\['A'\] contains a NUL"),
+     ({"env": {"A\0": "x"}}, ValueError, "NUL"),
+     ({"env": {"A=B": "x"}}, ValueError, r"'='"),
+     ({"cwd": 5}, TypeError, "cwd must be a path"),
+     ({"cwd": "/tmp\0x"}, ValueError, "cwd contains a NUL"),
+     ({"encoding": "utf9"}, LookupError, "unknown encoding 'utf9'"),
+     ({"errors": "nope"}, LookupError, "errors='nope'"),
+     ({"grace": float("inf")}, ValueError, "grace must be finite")],
+)
+async def test_bad_options_name_the_culprit_in_every_api_before_starting(
+        options, error, fact, tmp_path) -> None:
+    """NUL in env, a non-path or NUL cwd, an unknown codec, an infinite grace: each raises
+    one clear fact from run, open_stream and open_pipe, before anything starts."""
+    started = tmp_path / "started"
+    with pytest.raises(error, match=fact):
+        await _start_with_each_api(python(f"open({str(started)!r}, 'w')"), **options)
+    assert not started.exists()
+
+
+@pytest.mark.parametrize(
+    ("cmd", "error", "fact"),
+    [([""], ValueError, "the program name is empty"),
+     ({"echo", "hi"}, TypeError, "set"), ({"echo": "hi"}, TypeError, "dict")],
+)
+async def test_empty_program_name_and_unordered_commands_are_refused(cmd, error, fact) -> None:
+    """[''] names the empty program; a set or dict (no order) is not a command."""
+    with pytest.raises(error, match=fact):
+        await _start_with_each_api(cmd)

@@ -10,7 +10,7 @@ import time
 import anyio
 import psutil
 import pytest
-from helpers import members_at_least, nothing_left_behind  # noqa: F401
+from helpers import interrupted, members_at_least, nothing_left_behind  # noqa: F401
 
 from asyncproc_kit import (
     ChildReport,
@@ -290,3 +290,23 @@ async def test_misuse_is_refused_with_a_clear_message() -> None:
             group.start(SLEEP(1))
     with pytest.raises(ValueError, match="grace"):
         ProcessGroup(grace=-1)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_in_a_process_group_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C inside a ProcessGroup is KeyboardInterrupt on both
+    backends; members are ended."""
+    code, out, children = interrupted("""
+        async with ProcessGroup() as group:
+            group.start(SLEEP(60))
+            await group.wait()
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
+
+
+async def test_member_output_reads_crlf_as_newlines() -> None:
+    """A member's stdout in its report reads \\r\\n line ends as \\n, as run() does."""
+    async with ProcessGroup() as group:
+        member = group.start(python(r"import sys; sys.stdout.buffer.write(b'a\r\nb\r\n')"))
+    assert (await member.wait()).stdout == "a\nb\n"

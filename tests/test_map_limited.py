@@ -8,6 +8,7 @@ import time
 import anyio
 import pytest
 from helpers import (  # noqa: F401
+    interrupted,
     live_kit_children,
     members_at_least,
     nothing_left_behind,
@@ -295,3 +296,29 @@ def test_progress_refuses_a_bad_total() -> None:
         Progress(-1)
     with pytest.raises(TypeError, match="progress must be"):
         map_limited([EXIT(0)], progress="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_during_map_limited_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C while awaiting map_limited is KeyboardInterrupt on both
+    backends; children are ended."""
+    code, out, children = interrupted("""
+        await map_limited([SLEEP(60), SLEEP(60)], limit=2)
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "fact"),
+    [({"cwd": 5}, TypeError, "cwd must be a path"),
+     ({"cwd": "/tmp\0x"}, ValueError, "cwd contains a NUL"),
+     ({"env": {"A": "x\0y"}}, ValueError, r"env\['A'\] contains a NUL"),
+     ({"encoding": "utf9"}, LookupError, "unknown encoding"),
+     ({"grace": float("inf")}, ValueError, "grace must be finite")],
+)
+async def test_bad_options_raise_at_the_call_not_from_the_workers(options, error, fact) -> None:
+    """A bad cwd, env, encoding or grace raises its own TypeError/ValueError/LookupError at
+    the call, as documented, not an ExceptionGroup once workers run."""
+    with pytest.raises(error, match=fact):
+        map_limited([SLEEP(0), SLEEP(0)], limit=2, **options)

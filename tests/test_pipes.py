@@ -8,7 +8,14 @@ import time
 
 import anyio
 import pytest
-from helpers import eventually, members_at_least, nothing_left_behind, open_fds  # noqa: F401
+from helpers import (  # noqa: F401
+    FileReopener,
+    eventually,
+    interrupted,
+    members_at_least,
+    nothing_left_behind,
+    open_fds,
+)
 
 from asyncproc_kit import open_pipe
 from asyncproc_kit.testing import (
@@ -147,3 +154,68 @@ async def test_fds_unchanged_after_conversations() -> None:
             await pipe.send("y")
             assert await pipe.wait() == 0
     assert open_fds() == before
+
+
+# Reads and discards stdin as fast as it can, so a big send keeps writing.
+DISCARD = python("""
+    import sys
+    while sys.stdin.buffer.read(1 << 16):
+        pass
+""")
+
+
+async def test_leaving_the_block_stops_a_send_in_flight_and_writes_nowhere_else(
+        tmp_path) -> None:
+    """Leaving the block while another task is inside send() stops that send with a
+    BrokenPipeError naming the command; no byte lands in a file that reused the descriptor
+    number of the closed stdin (a task opening files throughout would get it)."""
+    big = b"x" * (256 << 20)
+    caught: list[BaseException] = []
+    files = FileReopener(tmp_path)
+
+    async def sender(pipe) -> None:
+        try:
+            await pipe.send(big)
+        except BaseException as exc:
+            caught.append(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            async with open_pipe(DISCARD, grace=0.5) as pipe:
+                tg.start_soon(sender, pipe)
+                await anyio.sleep(0.2)  # the sender is well inside its 256 MiB
+            await eventually(lambda: caught != [])
+            files.stop.set()
+    assert len(caught) == 1
+    assert isinstance(caught[0], BrokenPipeError), caught
+    message = str(caught[0])
+    assert "closed while sending" in message
+    assert repr(DISCARD[0]) in message
+    assert files.written() == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_while_awaiting_a_pipe_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C inside an open_pipe block is KeyboardInterrupt on both
+    backends; the child is ended."""
+    code, out, children = interrupted("""
+        async with open_pipe(SLEEP(60)) as pipe:
+            await pipe.wait()
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
+
+
+async def test_receive_line_treats_crlf_as_a_line_end() -> None:
+    """receive_line() returns lines without \\r when the child ends them with \\r\\n."""
+    cmd = python(r"import sys; sys.stdout.buffer.write(b'a\r\nb\r\n'); "
+                 r"sys.stderr.buffer.write(b'e\r\n')")
+    async with open_pipe(cmd) as pipe:
+        assert await pipe.receive_line() == "a"
+        assert await pipe.receive_line() == "b"
+        assert await pipe.receive_line() is None
+        await pipe.wait()
+        assert pipe.stderr == "e\n"

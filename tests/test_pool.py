@@ -8,6 +8,8 @@ import time
 import anyio
 import pytest
 from helpers import (  # noqa: F401
+    FileReopener,
+    interrupted,
     live_kit_children,
     members_at_least,
     nothing_left_behind,
@@ -391,3 +393,85 @@ def test_pool_explorer_draws_a_timeline_and_the_throughput() -> None:
     assert "6 jobs x 0.1 s on 3 workers" in text["text"]
     assert "jobs/s" in text["text"]
     assert "image/png" in image["data"]
+
+
+async def test_cancelling_a_pool_while_a_job_feeds_input_writes_nowhere_else(tmp_path) -> None:
+    """pool.cancel() while a job is writing a big input stops the job's feeding task before
+    its stdin is closed: no byte reaches a file that reused the descriptor number."""
+    files = FileReopener(tmp_path)
+    discard = ["sh", "-c", "cat > /dev/null"]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            async with ProcessPool(workers=2, grace=0.5) as pool:
+                job = await pool.submit(discard, input=b"x" * (512 << 20))
+                await job.wait_started()
+                await anyio.sleep(0.2)
+                await pool.cancel()
+            with pytest.raises(PoolCancelled):
+                await job
+            await anyio.sleep(0.1)
+            files.stop.set()
+    assert files.written() == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_in_a_pool_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C while awaiting a pool job is KeyboardInterrupt on both
+    backends; children are ended."""
+    code, out, children = interrupted("""
+        async with ProcessPool(workers=2) as pool:
+            job = await pool.submit(SLEEP(60))
+            await job
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "fact"),
+    [({"cwd": 5}, TypeError, "cwd must be a path"),
+     ({"env": {"A": "x\0y"}}, ValueError, r"env\['A'\] contains a NUL"),
+     ({"encoding": "utf9"}, LookupError, "unknown encoding"),
+     ({"grace": float("inf")}, ValueError, "grace must be finite")],
+)
+async def test_bad_submit_options_raise_at_submit(options, error, fact) -> None:
+    """A bad option raises from submit(), before the job is queued, not from the job."""
+    async with ProcessPool(workers=1) as pool:
+        with pytest.raises(error, match=fact):
+            await pool.submit(SLEEP(0), **options)
+        assert pool.queued == 0
+
+
+async def test_terminate_of_a_queued_job_says_it_has_not_started() -> None:
+    """terminate(job) for a job still in the queue says plainly that it has not started
+    (not "... not Job")."""
+    async with ProcessPool(workers=1, grace=0.5) as pool:
+        running = await pool.submit(SLEEP(60))
+        queued = await pool.submit(SLEEP(60))
+        await running.wait_started()
+        with pytest.raises(RuntimeError) as caught:
+            await terminate(queued)
+        assert "has not started" in str(caught.value)
+        assert "queued" in str(caught.value)
+        await pool.cancel()
+
+
+async def test_a_long_lived_pool_keeps_a_bounded_number_of_spans(monkeypatch) -> None:
+    """The pool's own timeline keeps only the most recent finished jobs (memory stays
+    bounded for a pool that runs for days); a timeline the caller passed keeps them all."""
+    from asyncproc_kit import Timeline, _pool
+
+    monkeypatch.setattr(_pool, "KEPT_SPANS", 20)
+    mine = Timeline()
+    for timeline in (None, mine):
+        async with ProcessPool(workers=4, timeline=timeline) as pool:
+            jobs = [await pool.submit(QUICK, label=f"job {i}") for i in range(120)]
+        assert all(job.state == "done" for job in jobs)
+        labels = [span.label for span in pool.timeline.spans]
+        if timeline is None:
+            assert len(labels) <= 20 + 20 // 10 + 4
+            assert "job 119" in labels
+            assert "job 0" not in labels
+        else:
+            assert len(labels) == 120

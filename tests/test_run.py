@@ -10,7 +10,14 @@ import time
 
 import anyio
 import pytest
-from helpers import SLEEPER, eventually, members_at_least, nothing_left_behind  # noqa: F401
+from helpers import (  # noqa: F401
+    SLEEPER,
+    FileReopener,
+    eventually,
+    interrupted,
+    members_at_least,
+    nothing_left_behind,
+)
 
 from asyncproc_kit import ProcessFailed, ProcessResult, ProcessTimeout, Timeline, run
 from asyncproc_kit.testing import (
@@ -289,3 +296,54 @@ async def test_without_pidfd_run_timeout_and_cancellation_still_work() -> None:
     with anyio.move_on_after(0.3):
         await run(SLEEP(60), grace=1.0)
     assert time.monotonic() - begun < 0.3 + 1.0 + 0.5
+
+
+# -- descriptors ------------------------------------------------------------------------------
+
+async def test_timeout_while_feeding_input_writes_nowhere_else(tmp_path) -> None:
+    """A timeout that ends run() in the middle of a big input closes stdin only after the
+    feeding task stopped: no byte reaches a file that reused the descriptor number."""
+    files = FileReopener(tmp_path)
+    discard = python("import sys\nwhile sys.stdin.buffer.read(1 << 16): pass")
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            with pytest.raises(ProcessTimeout):
+                await run(discard, input=b"x" * (512 << 20), timeout=0.3, grace=0.5)
+            await anyio.sleep(0.1)
+            files.stop.set()
+    assert files.written() == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the session needs /proc")
+async def test_timeout_ends_a_job_control_grandchild_in_another_group() -> None:
+    """A job-control shell (``set -m``) puts its background job in a new process group of
+    the same session; a timeout ends it too."""
+    tl = Timeline()
+    shell = ["bash", "-c", f"set -m; {SLEEPER} & echo ready; wait"]
+    try:
+        with pytest.raises(ProcessTimeout):
+            await run(shell, timeout=1.0, grace=1.0, timeline=tl)
+        assert session_members([tl.spans[0].pid]) == []
+    finally:
+        for pid in session_members([tl.spans[0].pid]):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_during_run_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C while awaiting run() reaches the program as KeyboardInterrupt on both backends
+    (trio used to wrap it in a BaseExceptionGroup); the child is ended."""
+    code, out, children = interrupted("await run(SLEEP(60))", backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
+
+
+async def test_crlf_output_becomes_newlines_in_text_mode_like_subprocess() -> None:
+    """run() decodes \\r\\n as \\n in text mode (subprocess.run(text=True) does the same);
+    bytes stay exact."""
+    cmd = python(r"import sys; sys.stdout.buffer.write(b'a\r\nb\r\n'); "
+                 r"sys.stderr.buffer.write(b'e\r\n')")
+    result = await run(cmd)
+    assert (result.stdout, result.stderr) == ("a\nb\n", "e\n")
+    assert (await run(cmd, text=False)).stdout == b"a\r\nb\r\n"

@@ -8,7 +8,14 @@ import time
 
 import anyio
 import pytest
-from helpers import SLEEPER, members_at_least, nothing_left_behind, open_fds  # noqa: F401
+from helpers import (  # noqa: F401
+    SLEEPER,
+    FileReopener,
+    interrupted,
+    members_at_least,
+    nothing_left_behind,
+    open_fds,
+)
 
 from asyncproc_kit import OutputLine, open_stream
 from asyncproc_kit._lines import LineSplitter
@@ -367,3 +374,63 @@ async def test_stream_fd_count_unchanged_after_use() -> None:
         async with open_stream(CAT, input=os.urandom(1000)) as stream:
             [line async for line in stream]
     assert open_fds() == before
+
+
+@pytest.mark.anyio
+async def test_stream_leaving_while_feeding_input_writes_nowhere_else(tmp_path) -> None:
+    """Leaving the block while its input is still being written stops the feeding task
+    before stdin is closed: no byte reaches a file that reused the descriptor number."""
+    files = FileReopener(tmp_path)
+    discard = python("import sys\nwhile sys.stdin.buffer.read(1 << 16): pass")
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(files)
+            async with open_stream(discard, input=b"x" * (512 << 20), grace=0.5):
+                await anyio.sleep(0.2)
+            await anyio.sleep(0.1)
+            files.stop.set()
+    assert files.written() == 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_while_iterating_a_stream_is_a_plain_keyboard_interrupt(backend) -> None:
+    """Ctrl-C inside an open_stream block is KeyboardInterrupt on both
+    backends; the child is ended."""
+    code, out, children = interrupted("""
+        async with open_stream(SLEEP(60)) as stream:
+            async for line in stream:
+                pass
+    """, backend)
+    assert (code, out) == (130, "KeyboardInterrupt")
+    assert session_members(children) == []
+
+
+CRLF = python(r"""
+    import sys
+    sys.stdout.buffer.write(b"a\r\nb\r")
+    sys.stdout.buffer.flush()
+    import time; time.sleep(0.1)  # the \r and its \n arrive in two reads
+    sys.stdout.buffer.write(b"\nc\r\n\rprogress\r")
+""")
+
+
+def test_splitter_treats_crlf_as_a_line_end_in_text_mode_only() -> None:
+    """Text mode: \\r\\n ends a line like \\n, also cut between two chunks; a lone \\r stays.
+    Bytes mode is exact."""
+    chunks = [b"a\r\nb\r", b"\nc\r\n\rprogress\r"]
+    assert split_all(chunks) == [("a", False), ("b", False), ("c", False),
+                                 ("\rprogress\r", False)]
+    assert [line for line, _ in split_all(chunks, text=False)] == [
+        b"a\r", b"b\r", b"c\r", b"\rprogress\r"]
+
+
+@pytest.mark.anyio
+async def test_stream_crlf_lines_have_no_carriage_return_and_bytes_are_exact() -> None:
+    """A child writing \\r\\n line ends streams 'a', 'b', 'c' as subprocess's text mode
+    would; text=False keeps every byte."""
+    async with open_stream(CRLF) as stream:
+        texts = [line.text async for line in stream]
+    assert texts == ["a", "b", "c", "\rprogress\r"]
+    async with open_stream(CRLF, text=False) as stream:
+        raw = [line.text async for line in stream]
+    assert raw == [b"a\r", b"b\r", b"c\r", b"\rprogress\r"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -138,3 +139,138 @@ async def test_no_zombie_after_many_kinds_of_ending() -> None:
     async with open_stream(SLEEP(60)) as stream:
         await terminate(stream, grace=1)
     assert zombie_children() == []
+
+
+# -- the whole session (Linux) ------------------------------------------------------------------
+
+def _in_own_group(ignore_sigterm: bool = False) -> list[str]:
+    """A child whose grandchild leaves the process group (``process_group=0``, as job
+    control and Go's Setpgid do) but stays in the child's session; prints ready."""
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_sigterm else ""
+    grandchild = f"import signal, time; {ignore}time.sleep(60)"
+    return python(f"""
+        import os, subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", {grandchild!r}], process_group=0)
+        while os.getpgid(p.pid) == os.getpgid(0):
+            time.sleep(0.01)
+        time.sleep(0.2)  # it has installed its signal handling by now
+        print("ready", flush=True)
+        p.wait()
+    """)
+
+
+def _kill_all(sessions: list[int]) -> None:
+    for pid in session_members(sessions):  # only after a failure: leave nothing behind
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the session needs /proc")
+@pytest.mark.parametrize("ignore_sigterm", [False, True])
+async def test_terminate_ends_a_grandchild_in_another_process_group(ignore_sigterm) -> None:
+    """A grandchild in its own process group but the child's session is ended too: SIGTERM
+    with the group, SIGKILL once the child is gone if it ignored SIGTERM."""
+    sessions: list[int] = []
+    try:
+        async with open_stream(_in_own_group(ignore_sigterm)) as stream:
+            sessions.append(stream.pid)
+            await _ready(stream)
+            assert len(session_members([stream.pid])) == 2
+            ended = await terminate(stream, grace=1.0)
+            assert session_members([stream.pid]) == []
+        assert ended.how == "SIGTERM"
+    finally:
+        _kill_all(sessions)
+
+
+# -- when the program itself ends ----------------------------------------------------------------
+
+# A program that starts a kit child, prints its pid, then waits to be ended from outside.
+OWNER = """
+import sys, time
+import anyio
+from asyncproc_kit import open_stream
+from asyncproc_kit.testing import SLEEP
+
+async def main():
+    async with open_stream(SLEEP(60)) as stream:
+        print(stream.pid, flush=True)
+        {then}
+
+anyio.run(main, backend=sys.argv[1])
+"""
+
+
+def _owner(then: str, backend: str):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", OWNER.format(then=then), backend],
+                            stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_program_ended_by_a_signal_takes_its_kit_children_along(backend, sig) -> None:
+    """SIGTERM (kill, timeout) or SIGHUP (the terminal closed) ends the program as before,
+    by that signal, and its kit children (in sessions of their own) end with it."""
+    owner = _owner("await anyio.sleep(60)", backend)
+    child = int(owner.stdout.readline())
+    try:
+        owner.send_signal(sig)
+        assert owner.wait(timeout=30) == -sig
+        deadline = time.monotonic() + 15
+        while session_members([child]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert session_members([child]) == []
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+        _kill_all([child])
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_forked_child_exiting_does_not_kill_the_parents_kit_children(backend) -> None:
+    """A child made with os.fork() inherits the registry of live kit children; when it exits
+    normally its exit hook must not kill the parent's children."""
+    owner = _owner("""import atexit, os
+        pid = os.fork()
+        if pid == 0:  # exit as a normal exit does (its atexit hooks run), without unwinding
+            atexit._run_exitfuncs()  # the event loop it shares with the parent
+            os._exit(0)
+        os.waitpid(pid, 0)
+        await anyio.sleep(0.5)
+        print("alive" if stream.returncode is None and not stream._child.has_exited()
+              else "killed", flush=True)""", backend)
+    child = int(owner.stdout.readline())
+    try:
+        assert owner.stdout.readline().strip() == "alive"
+        assert owner.wait(timeout=30) == 0
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+        _kill_all([child])
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+async def test_a_stopped_child_gets_sigcont_and_ends_by_sigterm() -> None:
+    """A stopped child (SIGSTOP; the kernel drops a terminal's SIGTSTP for a session
+    leader like ours) cannot run its SIGTERM handler until it is continued: terminate()
+    sends SIGCONT after SIGTERM, so it ends politely, not by SIGKILL after the grace."""
+    graceful = python("""
+        import signal, sys, time
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    async with open_stream(graceful) as stream:
+        await _ready(stream)
+        os.kill(stream.pid, signal.SIGSTOP)
+        await eventually(lambda: _state(stream.pid) == "T")
+        ended = await terminate(stream, grace=5.0)
+    assert (ended.how, ended.returncode) == ("SIGTERM", 7)
+    assert ended.elapsed < 4.0

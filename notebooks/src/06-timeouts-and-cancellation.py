@@ -260,6 +260,36 @@ except TimeoutError as error:
         print(f"  {report.label}: {report.reason}, {report.stdout!r}")
 
 # %% [markdown]
+# ## A job-control shell: the group is not the whole family
+#
+# A shell with job control (`set -m`, as in an interactive terminal) gives each background
+# job a process group *of its own*, so a signal to the shell's group misses it. The job is
+# still in the shell's *session*, and on Linux the kit ends the whole session: it finds the
+# other groups' members in `/proc` and signals them with the shell.
+
+# %%
+import os
+
+from asyncproc_kit import open_stream, terminate
+
+SLEEPER = f"{sys.executable} -c 'import time; time.sleep(60)'"
+JOB_CONTROL = ["bash", "-c", f"set -m; {SLEEPER} & echo ready; wait"]
+
+async with open_stream(JOB_CONTROL) as shell:
+    async for line in shell:
+        break                                 # "ready": the background job runs
+    groups = {"the shell's group" if os.getpgid(pid) == shell.pid else "a group of its own"
+              for pid in session_members([shell.pid])}
+    print("the session holds:", sorted(groups))
+    ended = await terminate(shell, grace=GRACE)
+print(ended.how, "| left behind:", ps([shell.pid]))
+
+# %% [markdown]
+# One limit no library can cross: a grandchild that calls `setsid()` itself leaves the
+# session too, and then nothing links it to the shell any more (`docs/guarantees.md` lists
+# what the kit covers and why).
+
+# %% [markdown]
 # ## What the original gets wrong
 #
 # **§4.2 and §4.4 spawn `Command::new("sleep 100")`.** That asks for a program whose name is
