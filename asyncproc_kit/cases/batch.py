@@ -296,6 +296,25 @@ def journal_joblog(path: str | os.PathLike[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _drop_torn_line(path: Path) -> None:
+    """Before appending: cut off a last line that a crash left unfinished (it is not a
+    record, and our next record must not be glued to it); end a whole one with a newline."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n") + 1
+    try:
+        _record(data[start:].decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
+        with open(path, "r+b") as file:
+            file.truncate(start)
+    else:
+        with open(path, "ab") as file:
+            file.write(b"\n")
+
+
 class _JournalWriter:
     """Appends records durably without blocking the event loop (group commit).
 
@@ -307,14 +326,8 @@ class _JournalWriter:
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = False
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, "rb") as existing:
-                existing.seek(-1, os.SEEK_END)
-                needs_newline = existing.read(1) != b"\n"
+        _drop_torn_line(path)
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # closed by close()
-        if needs_newline:  # a line cut short by a crash: start ours on a fresh line
-            self._file.write("\n")
         self._pending: list[str] = []
         self._next = anyio.Event()
         self._flushing = False
@@ -674,7 +687,8 @@ class _Batch:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _finish(self, item: _Item, status: str, reason: str,
-                outcome: ProcessResult | BaseException | None = None) -> None:
+                outcome: ProcessResult | BaseException | None = None, *,
+                counted: bool = False) -> None:
         code = getattr(outcome, "returncode", None)
         item.result = FileResult(item.input, item.output, status, reason,
                                  code if isinstance(code, int) else None, item.attempts,
@@ -683,9 +697,12 @@ class _Batch:
             self.bar.ended(status in ("ok", "skipped"), ran=item.index in self._running_shown)
         if self.lines is not None and status != "skipped":
             self.lines.item(item.result)
-        if status in ("failed", "timeout"):
-            self.failures += 1
-            self._maybe_halt(item)
+        if status in ("failed", "timeout") and not counted:
+            self._count_failure(item)
+
+    def _count_failure(self, item: _Item) -> None:
+        self.failures += 1
+        self._maybe_halt(item)
 
     def _maybe_halt(self, item: _Item) -> None:
         if self.threshold is None or self.halt_reason is not None:
@@ -738,33 +755,54 @@ class _Batch:
         if self.lines is not None and skipped:
             print(f"skipped {skipped} of {len(self.items)} files: done in an earlier run "
                   "(journal)", file=self.lines.file, flush=True)
-        if self.halt_reason is not None:  # failed inputs alone reached the halt threshold
-            for item in to_run:
-                self._finish(item, "halted", f"never started: the batch halted "
-                             f"({self.halt_reason})")
-            return
         if not to_run:
             return
         for item in to_run:
             item.output.parent.mkdir(parents=True, exist_ok=True)
             _unlink(item.part)  # left by a run that was killed outright (kill -9, power cut)
+        # The pool runs the commands; ``slots`` only feeds it one item per free worker, so
+        # that after a halt nothing new is handed to it (its queue never holds a backlog).
+        slots = anyio.Semaphore(self.workers)
         try:
             async with ProcessPool(min(self.workers, len(to_run)), queue_size=None,
                                    timeline=self.timeline, grace=self.grace) as pool:
                 self.pool = pool
                 async with anyio.create_task_group() as tg:
-                    for item in to_run:  # the pool starts them in this order (FIFO)
+                    for number, item in enumerate(to_run):  # input order
+                        await slots.acquire()
+                        if self.halt_reason is not None:
+                            slots.release()
+                            for rest in to_run[number:]:
+                                self._finish(rest, "halted", "never started: the batch "
+                                             f"halted ({self.halt_reason})")
+                            break
                         job = await pool.submit(item.argv, timeout=self.timeout,
                                                 label=item.label)
-                        tg.start_soon(self._follow, item, job)
+                        tg.start_soon(self._follow, item, job, slots)
         finally:
             # The pool has reaped every child by now, so nothing writes a part file any
             # more: delete whatever a failure, a halt or a cancellation left behind.
             for item in to_run:
                 _unlink(item.part)
 
-    async def _follow(self, item: _Item, job: Any) -> None:
-        """Wait for one item's attempts; rename its part into place or record why not."""
+    async def _follow(self, item: _Item, job: Any, slot: anyio.Semaphore) -> None:
+        """Wait for one item's attempts, free its slot, then rename its part into place
+        (or record why not). The item holds its slot across its retries."""
+        try:
+            outcome = await self._attempts(item, job)
+            status = self._status_of(item, outcome)
+            if status in ("failed", "timeout"):
+                self._count_failure(item)  # before the slot is free: a halt starts nothing
+        finally:
+            slot.release()
+        with anyio.CancelScope(shield=True):  # a finished item must reach the journal
+            await self._settle(item, outcome, status)
+        if self.halt_reason is not None and not self._halting and self.pool is not None:
+            self._halting = True
+            await self.pool.cancel()
+
+    async def _attempts(self, item: _Item, job: Any) -> Any:
+        """Await the job, re-submitting failures and timeouts while retries are left."""
         while True:
             if self.bar is not None and item.index not in self._running_shown:
                 await job.wait_started()
@@ -777,47 +815,48 @@ class _Batch:
             except (PoolCancelled, SpawnError, ProcessFailed, ProcessTimeout) as exc:
                 outcome = error = exc
             self._count(item, job.span, error)
-            if isinstance(error, ProcessFailed | ProcessTimeout) and \
-                    item.attempts <= self.retries and self.halt_reason is None:
-                _unlink(item.part)
-                assert self.pool is not None
-                job = await self.pool.submit(item.argv, timeout=self.timeout, priority=-1,
-                                             label=f"{item.label} #{item.attempts + 1}")
-                continue
-            break
-        with anyio.CancelScope(shield=True):  # a finished item must reach the journal
-            await self._settle(item, outcome)
-        if self.halt_reason is not None and not self._halting and self.pool is not None:
-            self._halting = True
-            await self.pool.cancel()
+            if not (isinstance(error, ProcessFailed | ProcessTimeout)
+                    and item.attempts <= self.retries and self.halt_reason is None):
+                return outcome
+            _unlink(item.part)
+            assert self.pool is not None
+            job = await self.pool.submit(item.argv, timeout=self.timeout, priority=-1,
+                                         label=f"{item.label} #{item.attempts + 1}")
 
-    async def _settle(self, item: _Item, outcome: Any) -> None:
-        tries = f" after {item.attempts} attempts" if item.attempts > 1 else ""
+    def _status_of(self, item: _Item, outcome: Any) -> str:
         if isinstance(outcome, PoolCancelled):
-            when = "terminated while running" if outcome.started else "never started"
-            self._finish(item, "halted", f"{when}: the batch halted ({self.halt_reason})")
-        elif isinstance(outcome, SpawnError):
-            await self._journal(item, "failed", None)
-            self._finish(item, "failed", f"the program could not start ({outcome.reason}); "
-                         "not retried, it would fail the same way", outcome)
-        elif isinstance(outcome, ProcessTimeout):
-            _unlink(item.part)
-            await self._journal(item, "timeout", outcome.returncode)
-            self._finish(item, "timeout", f"it ran past the {outcome.timeout:g} s timeout"
-                         f"{tries} and was terminated; its part file was deleted", outcome)
-        elif isinstance(outcome, ProcessFailed):
-            _unlink(item.part)
-            await self._journal(item, "failed", outcome.returncode)
-            self._finish(item, "failed", f"the command failed with "
-                         f"{_describe(outcome.returncode)}{tries}; its part file was "
-                         "deleted", outcome)
-        elif not item.part.exists():
-            await self._journal(item, "failed", outcome.returncode)
-            self._finish(item, "failed", f"the command exited 0 but wrote nothing to the "
-                         f"part path {str(item.part)!r}: make it write its output there",
-                         outcome)
-        else:
+            return "halted"
+        if isinstance(outcome, ProcessTimeout):
+            return "timeout"
+        if isinstance(outcome, ProcessResult) and item.part.exists():
+            return "ok"
+        return "failed"
+
+    async def _settle(self, item: _Item, outcome: Any, status: str) -> None:
+        tries = f" after {item.attempts} attempts" if item.attempts > 1 else ""
+        if status == "ok":
             os.replace(item.part, item.output)
             await self._journal(item, "ok", outcome.returncode)
             self._finish(item, "ok", f"done{tries}; the output was renamed into place",
                          outcome)
+            return
+        _unlink(item.part)
+        if status == "halted":
+            when = "terminated while running" if outcome.started else "never started"
+            reason = f"{when}: the batch halted ({self.halt_reason})"
+        elif isinstance(outcome, SpawnError):
+            reason = (f"the program could not start ({outcome.reason}); not retried, it "
+                      "would fail the same way")
+        elif status == "timeout":
+            reason = (f"it ran past the {outcome.timeout:g} s timeout{tries} and was "
+                      "terminated; its part file was deleted")
+        elif isinstance(outcome, ProcessFailed):
+            reason = (f"the command failed with {_describe(outcome.returncode)}{tries}; its "
+                      "part file was deleted")
+        else:
+            reason = (f"the command exited 0 but wrote nothing to the part path "
+                      f"{str(item.part)!r}: make it write its output there")
+        if status != "halted":
+            code = getattr(outcome, "returncode", None)
+            await self._journal(item, status, code if isinstance(code, int) else None)
+        self._finish(item, status, reason, outcome, counted=True)

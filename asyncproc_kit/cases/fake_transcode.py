@@ -1,4 +1,4 @@
-"""A stand-in for ffmpeg in tests and demos: ``python -m asyncproc_kit.cases.fake_transcode IN OUT``.
+"""A stand-in for ffmpeg: ``python -m asyncproc_kit.cases.fake_transcode IN OUT``.
 
 It "transcodes" a small text file: it writes ``OUT`` a frame at a time (so a half-written
 output really exists while it runs) and prints ffmpeg-like status lines on stderr::
