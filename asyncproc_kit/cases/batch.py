@@ -48,8 +48,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISLNK
 from typing import IO, Any
 
 import anyio
@@ -445,7 +446,7 @@ def _argv(command: Callable[..., Any], source: Path, part: Path) -> list[str]:
 
 # -- planning --------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     index: int
     input: Path
@@ -453,50 +454,70 @@ class _Item:
     part: Path
     argv: list[str]
     key: tuple[Any, ...] | None  # None: the input is missing
-    size: int = 0
-    mtime_ns: int = 0
     result: FileResult | None = None
     attempts: int = 0
     duration: float = 0.0
     started: float | None = None
     label: str = ""
-    spans: list[Any] = field(default_factory=list)
 
 
 def _plan(inputs: Iterable[Any], command: Callable[..., Any],
           output_for: Callable[[Path], Any]) -> list[_Item]:
+    """Check every input and build its command, before anything runs.
+
+    Strings and ``os`` calls rather than ``Path.resolve()``: a resume of 10,000 items does
+    nothing else, so one ``lstat`` per input (and one ``realpath`` per folder) is the budget.
+    """
     if isinstance(inputs, str | bytes | os.PathLike):
         raise TypeError(f"inputs must be an iterable of paths, not one path {inputs!r}: "
                         "wrap it in a list, e.g. [path], or pass Path(folder).glob('*.avi')")
+    real_dirs: dict[str, str] = {}
+
+    def real(path: str) -> str:  # realpath, with the folder's part cached
+        folder, name = os.path.split(path)
+        found = real_dirs.get(folder)
+        if found is None:
+            found = real_dirs[folder] = os.path.realpath(folder)
+        return os.path.join(found, name)
+
     items: list[_Item] = []
-    outputs: dict[Path, Path] = {}
+    outputs: dict[str, Any] = {}
     for index, given in enumerate(inputs):
         if not isinstance(given, str | os.PathLike):
             raise TypeError(f"input number {index} is {given!r}: inputs must be str or Path")
-        source = Path(given).absolute()
-        output = output_for(Path(given))
+        source = given if isinstance(given, Path) else Path(given)
+        output = output_for(source)
         if not isinstance(output, str | os.PathLike):
             raise TypeError(f"output_for({str(given)!r}) returned {output!r}: return a path")
-        output = Path(output).absolute()
-        if output.resolve() == source.resolve():
+        out = os.path.abspath(output)
+        out_path = output if isinstance(output, Path) and str(output) == out else Path(out)
+        if out in outputs:
+            raise ValueError(f"{str(outputs[out])!r} and {str(given)!r} would both write "
+                             f"{out!r}: make output_for give each input its own path")
+        outputs[out] = given
+        stem, suffix = os.path.splitext(os.path.basename(out))
+        part = out_path.with_name(f".{stem}.part{suffix}")
+        argv = _argv(command, source, part)
+        absolute = os.path.abspath(given)
+        try:
+            stat = os.lstat(absolute)
+            if S_ISLNK(stat.st_mode):
+                resolved = os.path.realpath(absolute)
+                stat = os.stat(absolute)
+            else:
+                resolved = real(absolute)
+        except FileNotFoundError:
+            stat, resolved = None, absolute
+        if real(out) == resolved:
             raise ValueError(f"output_for({str(given)!r}) returned the input itself: "
                              "outputs must be new files (change the folder or the suffix)")
-        if output in outputs:
-            raise ValueError(f"{str(outputs[output])!r} and {str(given)!r} would both write "
-                             f"{str(output)!r}: make output_for give each input its own path")
-        outputs[output] = Path(given)
-        part = part_path(output)
-        argv = _argv(command, Path(given), part)
-        try:
-            stat = source.stat()
-        except FileNotFoundError:
-            items.append(_Item(index, Path(given), output, part, argv, None))
+        if stat is None:
+            items.append(_Item(index, source, out_path, part, argv, None))
             continue
-        shown = [PART_PLACEHOLDER if a == str(part) else a.replace(str(part), PART_PLACEHOLDER)
-                 for a in argv]
-        key = (str(source.resolve()), stat.st_size, stat.st_mtime_ns, str(output), tuple(shown))
-        items.append(_Item(index, Path(given), output, part, argv, key, stat.st_size,
-                           stat.st_mtime_ns))
+        shown = str(part)
+        key = (resolved, stat.st_size, stat.st_mtime_ns, out,
+               tuple(a.replace(shown, PART_PLACEHOLDER) for a in argv))
+        items.append(_Item(index, source, out_path, part, argv, key))
     labels: dict[str, int] = {}
     for item in items:
         name = item.input.name
@@ -746,7 +767,9 @@ class _Batch:
                              "so nothing was run for it")
                 continue
             record = done.get(item.key)
-            if record is not None and record.status == "ok" and item.output.exists():
+            # a stat per item, microseconds each: not worth a thread
+            if record is not None and record.status == "ok" and \
+                    os.path.exists(item.output):  # noqa: ASYNC240
                 skipped += 1
                 self._finish(item, "skipped", "the journal has it done with this input and "
                              "command, and the output is there")
@@ -760,18 +783,21 @@ class _Batch:
         for item in to_run:
             item.output.parent.mkdir(parents=True, exist_ok=True)
             _unlink(item.part)  # left by a run that was killed outright (kill -9, power cut)
-        # The pool runs the commands; ``slots`` only feeds it one item per free worker, so
-        # that after a halt nothing new is handed to it (its queue never holds a backlog).
-        slots = anyio.Semaphore(self.workers)
+        # The pool runs the commands, in input order. With a halt policy ``slots`` feeds it
+        # one item per free worker, so that after a halt nothing new starts (its queue
+        # holds no backlog); without one, everything is queued at once (no hand-off at all).
+        slots = anyio.Semaphore(self.workers) if self.threshold is not None else None
         try:
             async with ProcessPool(min(self.workers, len(to_run)), queue_size=None,
                                    timeline=self.timeline, grace=self.grace) as pool:
                 self.pool = pool
                 async with anyio.create_task_group() as tg:
-                    for number, item in enumerate(to_run):  # input order
-                        await slots.acquire()
+                    for number, item in enumerate(to_run):
+                        if slots is not None:
+                            await slots.acquire()
                         if self.halt_reason is not None:
-                            slots.release()
+                            if slots is not None:
+                                slots.release()
                             for rest in to_run[number:]:
                                 self._finish(rest, "halted", "never started: the batch "
                                              f"halted ({self.halt_reason})")
@@ -785,7 +811,7 @@ class _Batch:
             for item in to_run:
                 _unlink(item.part)
 
-    async def _follow(self, item: _Item, job: Any, slot: anyio.Semaphore) -> None:
+    async def _follow(self, item: _Item, job: Any, slot: anyio.Semaphore | None) -> None:
         """Wait for one item's attempts, free its slot, then rename its part into place
         (or record why not). The item holds its slot across its retries."""
         try:
@@ -794,7 +820,8 @@ class _Batch:
             if status in ("failed", "timeout"):
                 self._count_failure(item)  # before the slot is free: a halt starts nothing
         finally:
-            slot.release()
+            if slot is not None:
+                slot.release()
         with anyio.CancelScope(shield=True):  # a finished item must reach the journal
             await self._settle(item, outcome, status)
         if self.halt_reason is not None and not self._halting and self.pool is not None:
