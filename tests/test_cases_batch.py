@@ -446,6 +446,24 @@ async def test_a_progress_of_your_own_keeps_the_counts(tmp_path) -> None:
     assert (progress.done, progress.failed, progress.running, progress.total) == (1, 1, 0, 2)
 
 
+async def test_on_result_sees_each_item_as_it_finishes_and_can_interrupt(tmp_path) -> None:
+    """A callback that cancels after the first result stops the batch like an interrupt."""
+    inputs = clips(tmp_path / "in", "a", "frames=50 sleep=0.1", "c")
+    seen: list[str] = []
+    with anyio.CancelScope() as scope:
+
+        def first_only(result: FileResult) -> None:
+            seen.append(result.status)
+            scope.cancel()
+
+        await process_files(inputs, fake_transcode, output_for=to_out(tmp_path), workers=1,
+                            on_result=first_only)
+    assert scope.cancelled_caught
+    assert seen == ["ok"]
+    assert outputs(tmp_path) == ["c0.vid"]
+    assert leftovers(tmp_path) == []
+
+
 # -- bad arguments ---------------------------------------------------------------------------
 
 
@@ -458,6 +476,7 @@ async def test_a_progress_of_your_own_keeps_the_counts(tmp_path) -> None:
     ({"retries": -1}, ValueError, "retries must be"),
     ({"timeout": 0}, ValueError, "timeout must be"),
     ({"progress": "yes"}, TypeError, "progress must be"),
+    ({"on_result": "print"}, TypeError, "on_result must be a function"),
     ({"command": "ffmpeg -i in out"}, TypeError, "command must be a function"),
     ({"command": lambda s, p: f"cat {s} > {p}"}, TypeError, "non-empty list"),
     ({"command": lambda s, p: ["cp", s, "elsewhere.vid"]}, ValueError, "never mentions the part"),

@@ -595,6 +595,7 @@ async def process_files(
     progress: Progress | bool | None = None,
     timeline: Timeline | None = None,
     grace: float = DEFAULT_GRACE,
+    on_result: Callable[[FileResult], Any] | None = None,
 ) -> BatchReport:
     """Run ``command(input, part)`` for every input; outputs appear whole or not at all.
 
@@ -627,7 +628,9 @@ async def process_files(
 
     **Output:** ``progress=True`` draws a bar in a notebook or terminal and prints one line
     per finished item elsewhere (a CI log); a :class:`~asyncproc_kit.Progress` of your own
-    keeps the counts. ``timeline=`` records every attempt.
+    keeps the counts. ``timeline=`` records every attempt. ``on_result(result)`` is called
+    with each :class:`FileResult` as soon as it is known (skipped items first); an exception
+    it raises ends the batch like a cancellation.
     """
     if not callable(command):
         raise TypeError(f"command must be a function (input, part) -> list of arguments, "
@@ -641,6 +644,8 @@ async def process_files(
     threshold = _check_halt(halt)
     if not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
         raise ValueError(f"grace must be seconds (0 or more), not {grace!r}")
+    if on_result is not None and not callable(on_result):
+        raise TypeError(f"on_result must be a function taking a FileResult, not {on_result!r}")
     if progress is not None and not isinstance(progress, bool | Progress):
         raise TypeError(f"progress must be True, False, None or a Progress, not {progress!r}")
     items = _plan(inputs, command, output_for)
@@ -656,7 +661,7 @@ async def process_files(
                    threshold=threshold, halt=halt,
                    timeline=timeline if timeline is not None else Timeline())
     bar, lines, owned = _progress(progress, len(items))
-    batch.bar, batch.lines = bar, lines
+    batch.bar, batch.lines, batch.on_result = bar, lines, on_result
     writer = _JournalWriter(journal_path) if journal_path is not None else None
     batch.writer = writer
     try:
@@ -698,6 +703,7 @@ class _Batch:
         self.timeline = timeline
         self.bar: Progress | None = None
         self.lines: _Lines | None = None
+        self.on_result: Callable[[FileResult], Any] | None = None
         self.writer: _JournalWriter | None = None
         self.failures = 0
         self.halt_reason: str | None = None
@@ -720,6 +726,8 @@ class _Batch:
             self.lines.item(item.result)
         if status in ("failed", "timeout") and not counted:
             self._count_failure(item)
+        if self.on_result is not None:
+            self.on_result(item.result)
 
     def _count_failure(self, item: _Item) -> None:
         self.failures += 1
