@@ -27,6 +27,8 @@ from ._nb07 import check_resilient as check_resilient
 from ._nb07 import check_worth_retrying as check_worth_retrying
 from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
+from ._nb09 import check_resume_prediction as check_resume_prediction
+from ._nb09 import check_transcode_command as check_transcode_command
 
 __all__ = [
     "ROSETTA_QUESTIONS",
@@ -45,10 +47,12 @@ __all__ = [
     "check_partial_output",
     "check_pool_by_hand",
     "check_resilient",
+    "check_resume_prediction",
     "check_rosetta",
     "check_run_all",
     "check_shout",
     "check_start_order",
+    "check_transcode_command",
     "check_worth_retrying",
     "environment_report",
 ]
