@@ -92,9 +92,10 @@ async def check_transcode_command(transcode: Callable[[Path, Path], Any]) -> Exe
         probe = await run([ffmpeg, "-hide_banner", "-i", str(folder / "out" / "check1.mp4")],
                           check=False)
         if "Video: h264" not in probe.stderr:
-            found = [line.strip() for line in probe.stderr.splitlines() if "Video:" in line]
+            found = [line.split("Video:")[1].split()[0] for line in probe.stderr.splitlines()
+                     if "Video:" in line]
             return ExerciseResult(COMMAND, False, "the output is not H.264 video: "
-                                  f"{found[0] if found else 'no video stream'}",
+                                  f"{'it is ' + found[0] if found else 'no video stream'}",
                                   "Choose the codec with '-c:v', 'libx264' (the seed's "
                                   "'-codec:v libx264').")
         leftovers = [p.name for p in (folder / "out").iterdir() if ".part" in p.name]
@@ -126,6 +127,9 @@ async def check_resume_prediction(will_run: Iterable[str] | None) -> ExerciseRes
         return ExerciseResult(RESUME, True, "exactly those run: new, changed, failed and "
                               "missing outputs; a.avi is skipped wherever it sits.")
     hints = []
+    unknown = named - set(RESUME_FILES) - {"e.avi"}
+    if unknown:
+        hints.append(f"there is no {sorted(unknown)[0]} in this exercise")
     if "a.avi" in named:
         hints.append("a.avi is unchanged and a.mp4 is there: the journal skips it (it looks "
                      "items up by path, size and mtime, not by position)")
@@ -137,11 +141,8 @@ async def check_resume_prediction(will_run: Iterable[str] | None) -> ExerciseRes
         hints.append("e.avi is new: nothing in the journal matches it")
     if "b.avi" not in named and "b.avi" in ran:
         hints.append("b.avi was edited: its size and mtime changed, so it is another item")
-    unknown = named - set(RESUME_FILES) - {"e.avi"}
-    if unknown:
-        hints.append(f"there is no {sorted(unknown)[0]} in this exercise")
     return ExerciseResult(RESUME, False, f"you said {sorted(named)}; that is not what the "
-                          "resume runs", "; ".join(hints) or "Go through the files one by "
+                          "resume runs", "; ".join(hints[:2]) or "Go through the files one by "
                           "one: new? changed? failed? output gone?")
 
 
