@@ -657,14 +657,15 @@ async def process_files(
                              "e.g. 'work/journal.jsonl'")
         for record in read_journal(journal_path):
             done[record.key] = record  # the last record of an item wins
-    batch = _Batch(items, workers=workers, retries=retries, timeout=timeout, grace=grace,
-                   threshold=threshold, halt=halt,
-                   timeline=timeline if timeline is not None else Timeline())
-    bar, lines, owned = _progress(progress, len(items))
-    batch.bar, batch.lines, batch.on_result = bar, lines, on_result
     writer = _JournalWriter(journal_path) if journal_path is not None else None
-    batch.writer = writer
+    bar, lines, owned = _progress(progress, len(items))
     try:
+        # made after the bar (a notebook widget takes a moment), so the timeline's origin
+        # is when the work begins
+        batch = _Batch(items, workers=workers, retries=retries, timeout=timeout,
+                       grace=grace, threshold=threshold, halt=halt,
+                       timeline=timeline if timeline is not None else Timeline())
+        batch.bar, batch.lines, batch.on_result, batch.writer = bar, lines, on_result, writer
         await batch.run(done)
     finally:
         if writer is not None:
