@@ -464,6 +464,20 @@ async def test_on_result_sees_each_item_as_it_finishes_and_can_interrupt(tmp_pat
     assert leftovers(tmp_path) == []
 
 
+async def test_an_error_in_on_result_ends_the_batch_cleanly(tmp_path) -> None:
+    """The callback's own bug stops the batch; running commands end, no part survives."""
+    inputs = clips(tmp_path / "in", "a", "frames=50 sleep=0.1", "frames=50 sleep=0.1")
+
+    def broken(result: FileResult) -> None:
+        raise RuntimeError("bug in the callback")
+
+    with pytest.raises(ExceptionGroup) as caught:
+        await process_files(inputs, fake_transcode, output_for=to_out(tmp_path), workers=3,
+                            on_result=broken)
+    assert caught.group_contains(RuntimeError, match="bug in the callback")
+    assert leftovers(tmp_path) == []
+
+
 # -- bad arguments ---------------------------------------------------------------------------
 
 

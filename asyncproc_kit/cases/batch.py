@@ -286,8 +286,8 @@ def journal_joblog(path: str | os.PathLike[str]) -> str:
         code = record.returncode
         if record.status == "timeout":
             exitval, sig = -1, 0
-        elif code is None:
-            exitval, sig = 0, 0
+        elif code is None:  # it could not start: the shell's "command not found"
+            exitval, sig = 127, 0
         else:
             exitval, sig = (code, 0) if code >= 0 else (0, -code)
         runtime = int(record.duration * 1000) / 1000
@@ -630,7 +630,8 @@ async def process_files(
     per finished item elsewhere (a CI log); a :class:`~asyncproc_kit.Progress` of your own
     keeps the counts. ``timeline=`` records every attempt. ``on_result(result)`` is called
     with each :class:`FileResult` as soon as it is known (skipped items first); an exception
-    it raises ends the batch like a cancellation.
+    it raises ends the batch (running commands terminated, part files deleted) and comes
+    out of ``process_files`` in an ``ExceptionGroup``.
     """
     if not callable(command):
         raise TypeError(f"command must be a function (input, part) -> list of arguments, "
