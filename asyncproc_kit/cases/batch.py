@@ -211,30 +211,32 @@ class JournalRecord:
                            "duration": round(self.duration, 6)}, ensure_ascii=False)
 
 
+_FIELDS = {"v": int, "input": str, "size": int, "mtime_ns": int, "output": str, "argv": list,
+           "status": str, "returncode": (int, type(None)), "attempts": int,
+           "started": (int, float), "duration": (int, float)}
+
+
 def _record(line: str) -> JournalRecord:
     """Parse one journal line; ``ValueError`` saying what is wrong with it."""
     data = json.loads(line)
-    if not isinstance(data, dict) or data.get("v") != JOURNAL_VERSION:
+    if type(data) is not dict or data.get("v") != JOURNAL_VERSION:
         raise ValueError(f"not a version-{JOURNAL_VERSION} journal record")
-    argv = data.get("argv")
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+    for name, kind in _FIELDS.items():
+        if name not in data:
+            raise ValueError(f"the field {name!r} is missing")
+        value = data[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"the field {name!r} has the wrong type")
+    argv = data["argv"]
+    if not all(type(a) is str for a in argv):
         raise ValueError("'argv' is not a list of strings")
-    try:
-        record = JournalRecord(
-            input=data["input"], size=data["size"], mtime_ns=data["mtime_ns"],
-            output=data["output"], argv=tuple(argv), status=data["status"],
-            returncode=data["returncode"], attempts=data["attempts"],
-            started=float(data["started"]), duration=float(data["duration"]))
-    except KeyError as exc:
-        raise ValueError(f"the field {exc.args[0]!r} is missing") from None
-    if not (isinstance(record.input, str) and isinstance(record.output, str)
-            and type(record.size) is int and type(record.mtime_ns) is int
-            and record.status in ("ok", "failed", "timeout")
-            and (record.returncode is None or type(record.returncode) is int)
-            and type(record.attempts) is int and math.isfinite(record.started)
-            and math.isfinite(record.duration)):
-        raise ValueError("a field has the wrong type")
-    return record
+    if data["status"] not in ("ok", "failed", "timeout"):
+        raise ValueError(f"unknown status {data['status']!r}")
+    if not (math.isfinite(data["started"]) and math.isfinite(data["duration"])):
+        raise ValueError("a time is not a finite number")
+    return JournalRecord(data["input"], data["size"], data["mtime_ns"], data["output"],
+                         tuple(argv), data["status"], data["returncode"], data["attempts"],
+                         float(data["started"]), float(data["duration"]))
 
 
 def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:
@@ -422,26 +424,31 @@ def _check_timeout(timeout: Any) -> float | None:
     return float(timeout)
 
 
-def _argv(command: Callable[..., Any], source: Path, part: Path) -> list[str]:
-    """Call the learner's ``command(input, part)`` and check what it gives back."""
+def _argv(command: Callable[..., Any], source: Path, part: Path, shown: str) -> list[str]:
+    """Call the learner's ``command(input, part)`` and check what it gives back
+    (``shown`` is ``str(part)``)."""
     argv = command(source, part)
-    if isinstance(argv, str | bytes) or not isinstance(argv, Sequence) or not argv:
-        raise TypeError(f"command({str(source)!r}, part) must return a non-empty list of "
-                        f"arguments such as ['ffmpeg', '-i', input, part], not {argv!r}")
-    try:
-        args = [os.fspath(a) for a in argv]
-    except TypeError:
-        raise TypeError(f"command({str(source)!r}, part) returned {argv!r}: every argument "
-                        "must be a str or a Path") from None
-    if not all(isinstance(a, str) for a in args):
-        raise TypeError(f"command({str(source)!r}, part) returned bytes in {argv!r}: "
-                        "use str arguments")
-    if not any(str(part) in a for a in args):
-        raise ValueError(f"command({str(source)!r}, part) returned {args!r}, which never "
-                         f"mentions the part path {str(part)!r}: write the output to part "
-                         "(the kit renames it into place after exit 0, so a half-written "
-                         "file is never taken for a finished one)")
-    return args
+    if type(argv) is list and all(type(a) is str for a in argv) and argv:
+        args = argv  # the common case, checked cheaply
+    else:
+        if isinstance(argv, str | bytes) or not isinstance(argv, Sequence) or not argv:
+            raise TypeError(f"command({str(source)!r}, part) must return a non-empty list of "
+                            f"arguments such as ['ffmpeg', '-i', input, part], not {argv!r}")
+        try:
+            args = [os.fspath(a) for a in argv]
+        except TypeError:
+            raise TypeError(f"command({str(source)!r}, part) returned {argv!r}: every "
+                            "argument must be a str or a Path") from None
+        if not all(isinstance(a, str) for a in args):
+            raise TypeError(f"command({str(source)!r}, part) returned bytes in {argv!r}: "
+                            "use str arguments")
+    for arg in args:
+        if shown in arg:
+            return args
+    raise ValueError(f"command({str(source)!r}, part) returned {args!r}, which never "
+                     f"mentions the part path {shown!r}: write the output to part "
+                     "(the kit renames it into place after exit 0, so a half-written "
+                     "file is never taken for a finished one)")
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -474,49 +481,54 @@ def _plan(inputs: Iterable[Any], command: Callable[..., Any],
     real_dirs: dict[str, str] = {}
 
     def real(path: str) -> str:  # realpath, with the folder's part cached
-        folder, name = os.path.split(path)
+        folder, _, name = path.rpartition("/")
         found = real_dirs.get(folder)
         if found is None:
-            found = real_dirs[folder] = os.path.realpath(folder)
-        return os.path.join(found, name)
+            found = real_dirs[folder] = os.path.realpath(folder or "/")
+        return f"{found}/{name}" if found != "/" else f"/{name}"
 
+    absolute = os.path.abspath
     items: list[_Item] = []
     outputs: dict[str, Any] = {}
     for index, given in enumerate(inputs):
-        if not isinstance(given, str | os.PathLike):
+        if isinstance(given, Path):
+            source = given
+        elif isinstance(given, str | os.PathLike):
+            source = Path(given)
+        else:
             raise TypeError(f"input number {index} is {given!r}: inputs must be str or Path")
-        source = given if isinstance(given, Path) else Path(given)
         output = output_for(source)
         if not isinstance(output, str | os.PathLike):
             raise TypeError(f"output_for({str(given)!r}) returned {output!r}: return a path")
-        out = os.path.abspath(output)
-        out_path = output if isinstance(output, Path) and str(output) == out else Path(out)
+        named = os.fspath(output)
+        out = absolute(named)
+        out_path = output if out == named and isinstance(output, Path) else Path(out)
         if out in outputs:
             raise ValueError(f"{str(outputs[out])!r} and {str(given)!r} would both write "
                              f"{out!r}: make output_for give each input its own path")
         outputs[out] = given
-        stem, suffix = os.path.splitext(os.path.basename(out))
+        stem, suffix = os.path.splitext(out_path.name)
         part = out_path.with_name(f".{stem}.part{suffix}")
-        argv = _argv(command, source, part)
-        absolute = os.path.abspath(given)
+        shown = str(part)
+        argv = _argv(command, source, part, shown)
+        where = absolute(os.fspath(source))
         try:
-            stat = os.lstat(absolute)
+            stat = os.lstat(where)
             if S_ISLNK(stat.st_mode):
-                resolved = os.path.realpath(absolute)
-                stat = os.stat(absolute)
+                resolved = os.path.realpath(where)
+                stat = os.stat(where)
             else:
-                resolved = real(absolute)
+                resolved = real(where)
         except FileNotFoundError:
-            stat, resolved = None, absolute
+            stat, resolved = None, where
         if real(out) == resolved:
             raise ValueError(f"output_for({str(given)!r}) returned the input itself: "
                              "outputs must be new files (change the folder or the suffix)")
         if stat is None:
             items.append(_Item(index, source, out_path, part, argv, None))
             continue
-        shown = str(part)
         key = (resolved, stat.st_size, stat.st_mtime_ns, out,
-               tuple(a.replace(shown, PART_PLACEHOLDER) for a in argv))
+               tuple([a.replace(shown, PART_PLACEHOLDER) for a in argv]))
         items.append(_Item(index, source, out_path, part, argv, key))
     labels: dict[str, int] = {}
     for item in items:
