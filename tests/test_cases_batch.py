@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -318,6 +319,15 @@ async def test_a_file_that_is_not_a_journal_is_refused_before_anything_runs(tmp_
         await process_files(inputs, fake_transcode, output_for=to_out(tmp_path), journal=wrong)
     assert wrong.read_text() == "my notes\nmore notes\n"
     assert outputs(tmp_path) == []
+    broken = tmp_path / "broken.jsonl"
+    for bad, why in [('{"v": 1}', "the field 'input' is missing"),
+                     ('{"v": 1, "input": 3, "size": 1, "mtime_ns": 1, "output": "o", '
+                      '"argv": [], "status": "ok", "returncode": 0, "attempts": 1, '
+                      '"started": 0, "duration": NaN}', "wrong type or value"),
+                     ("[1, 2]", "not a version-1 journal record")]:
+        broken.write_text(bad + "\n" + bad + "\n")
+        with pytest.raises(ValueError, match=rf"line 1 .*{re.escape(why)}"):
+            read_journal(broken)
     with pytest.raises(ValueError, match="is a folder"):
         await process_files(inputs, fake_transcode, output_for=to_out(tmp_path),
                             journal=tmp_path)

@@ -211,32 +211,33 @@ class JournalRecord:
                            "duration": round(self.duration, 6)}, ensure_ascii=False)
 
 
-_FIELDS = {"v": int, "input": str, "size": int, "mtime_ns": int, "output": str, "argv": list,
-           "status": str, "returncode": (int, type(None)), "attempts": int,
-           "started": (int, float), "duration": (int, float)}
+_NUMBER = (int, float)
 
 
 def _record(line: str) -> JournalRecord:
-    """Parse one journal line; ``ValueError`` saying what is wrong with it."""
+    """Parse one journal line; ``ValueError`` saying what is wrong with it.
+
+    Flat checks on purpose: a resume of 10,000 items parses 10,000 of these.
+    """
     data = json.loads(line)
     if type(data) is not dict or data.get("v") != JOURNAL_VERSION:
         raise ValueError(f"not a version-{JOURNAL_VERSION} journal record")
-    for name, kind in _FIELDS.items():
-        if name not in data:
-            raise ValueError(f"the field {name!r} is missing")
-        value = data[name]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"the field {name!r} has the wrong type")
-    argv = data["argv"]
-    if not all(type(a) is str for a in argv):
-        raise ValueError("'argv' is not a list of strings")
-    if data["status"] not in ("ok", "failed", "timeout"):
-        raise ValueError(f"unknown status {data['status']!r}")
-    if not (math.isfinite(data["started"]) and math.isfinite(data["duration"])):
-        raise ValueError("a time is not a finite number")
-    return JournalRecord(data["input"], data["size"], data["mtime_ns"], data["output"],
-                         tuple(argv), data["status"], data["returncode"], data["attempts"],
-                         float(data["started"]), float(data["duration"]))
+    try:
+        source, size, mtime_ns, output = (data["input"], data["size"], data["mtime_ns"],
+                                          data["output"])
+        argv, status, code = data["argv"], data["status"], data["returncode"]
+        attempts, started, duration = data["attempts"], data["started"], data["duration"]
+    except KeyError as exc:
+        raise ValueError(f"the field {exc.args[0]!r} is missing") from None
+    if not (type(source) is str and type(output) is str and type(size) is int
+            and type(mtime_ns) is int and type(argv) is list
+            and all(type(a) is str for a in argv) and status in ("ok", "failed", "timeout")
+            and (code is None or type(code) is int) and type(attempts) is int
+            and type(started) in _NUMBER and type(duration) in _NUMBER
+            and math.isfinite(started) and math.isfinite(duration)):
+        raise ValueError("a field has the wrong type or value")
+    return JournalRecord(source, size, mtime_ns, output, tuple(argv), status, code, attempts,
+                         float(started), float(duration))
 
 
 def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:
