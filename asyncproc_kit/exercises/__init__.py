@@ -28,6 +28,8 @@ from ._nb07 import check_worth_retrying as check_worth_retrying
 from ._nb08 import HandClock as HandClock
 from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
+from ._nb09 import check_resume_prediction as check_resume_prediction
+from ._nb09 import check_transcode_command as check_transcode_command
 from ._nb11 import check_find_gaps as check_find_gaps
 from ._nb11 import check_stop_on_failure as check_stop_on_failure
 from ._nb12 import check_decider as check_decider
@@ -58,11 +60,13 @@ __all__ = [
     "check_pool_by_hand",
     "check_probe",
     "check_resilient",
+    "check_resume_prediction",
     "check_rosetta",
     "check_run_all",
     "check_shout",
     "check_start_order",
     "check_stop_on_failure",
+    "check_transcode_command",
     "check_worth_retrying",
     "environment_report",
 ]
