@@ -273,9 +273,9 @@ async def test_twenty_groups_cancelled_together_leave_no_survivor() -> None:
 
 @pytest.fixture
 def without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
-    from asyncproc_kit import _process
+    from asyncproc_kit import _exit, _process
 
-    monkeypatch.setattr(_process, "_HAS_PIDFD", False)
+    monkeypatch.setattr(_process, "EXIT_STRATEGY", _exit.BY_NAME["waitid"])
 
 
 @pytest.mark.usefixtures("without_pidfd")
