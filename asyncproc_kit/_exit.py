@@ -34,6 +34,7 @@ import os
 import select
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -124,8 +125,8 @@ class _KqueueWatch:
 
 # -- waitid in a thread (os.waitid, or libc's through ctypes) ---------------------------------
 
-# One waiting thread per running child: a limiter belongs to one event loop (asyncio's cannot
-# serve a later trio run), so keep one per run.
+# Out of descriptors, the thread runs only while someone waits: a limiter belongs to one event
+# loop (asyncio's cannot serve a later trio run), so keep one per run.
 _limiter_var: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
     "asyncproc_kit_exit_limiter")
 
@@ -140,14 +141,48 @@ def _limiter() -> anyio.CapacityLimiter:
 
 
 class _WaitidWatch:
-    """``peek(pid, block)`` is True once ``pid`` has exited; it raises ChildProcessError
-    when ``pid`` is not (or no longer) our child, which counts as exited."""
+    """A thread blocks in ``peek(pid, True)`` from the spawn on and then writes one byte to
+    a pipe, which the event loop waits on like on a pidfd. One thread per child, whatever
+    happens to the waiters: cancelling a wait (a timeout, a pool's cancel) starts no new
+    thread, so ending 200 children at once stays quick.
+
+    ``peek(pid, block)`` is True once ``pid`` has exited; it raises ChildProcessError when
+    ``pid`` is not (or no longer) our child, which counts as exited.
+    """
 
     def __init__(self, pid: int, strategy: str, peek: Callable[[int, bool], bool]) -> None:
         self.pid = pid
         self.strategy = strategy
         self._peek = peek
         self._exited = False
+        self._error: BaseException | None = None
+        # Both ends are closed by close(), with the reap; the lock keeps the thread from
+        # writing to a descriptor number that close() has freed (and open() may reuse).
+        self._lock = threading.Lock()
+        self._pipe: tuple[int, int] | None
+        try:
+            self._pipe = os.pipe()
+        except OSError:  # out of descriptors: a thread per wait() instead (below)
+            self._pipe = None
+            return
+        os.set_blocking(self._pipe[0], False)
+        try:
+            threading.Thread(target=self._watch, daemon=True,
+                             name=f"asyncproc-kit: waitid for pid {pid}").start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _watch(self) -> None:  # in its own thread
+        try:
+            self._peek(self.pid, True)
+        except ChildProcessError:
+            pass  # reaped already: exited() says so
+        except BaseException as exc:  # a broken waitid: the waiter raises it
+            self._error = exc
+        with self._lock:
+            if self._pipe is not None:
+                os.write(self._pipe[1], b"!")
 
     def exited(self) -> bool:
         if not self._exited:
@@ -159,14 +194,25 @@ class _WaitidWatch:
 
     async def wait(self) -> None:
         while not self.exited():
-            try:  # abandoned on cancellation: the thread ends when the child does
-                self._exited = await anyio.to_thread.run_sync(
-                    self._peek, self.pid, True, abandon_on_cancel=True, limiter=_limiter())
-            except ChildProcessError:
-                self._exited = True
+            if self._pipe is None:
+                try:  # abandoned on cancellation: the thread ends when the child does
+                    await anyio.to_thread.run_sync(
+                        self._peek, self.pid, True, abandon_on_cancel=True, limiter=_limiter())
+                except ChildProcessError:
+                    pass
+                continue
+            await anyio.wait_readable(self._pipe[0])
+            if not self.exited():  # the thread is done, so this would spin
+                raise self._error or RuntimeError(
+                    f"{self.strategy}: waitid returned but pid {self.pid} has not exited")
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            if self._pipe is not None:
+                (ready, done), self._pipe = self._pipe, None
+                anyio.notify_closing(ready)
+                os.close(ready)
+                os.close(done)
 
 
 def _os_waitid(pid: int, block: bool) -> bool:
