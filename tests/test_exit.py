@@ -196,7 +196,7 @@ def test_a_forced_strategy_is_used_or_refused_clearly(monkeypatch: pytest.Monkey
             _exit.choose()
 
 
-def test_a_descriptor_that_cannot_be_opened_falls_back_to_a_thread(child) -> None:
+def test_a_descriptor_that_cannot_be_opened_falls_back_to_waitid(child) -> None:
     """pidfd_open failing (ENOSYS on an old kernel, EMFILE) must not lose the child."""
     def refuse(pid: int) -> _exit.ExitWatch:
         raise OSError(24, "Too many open files")
@@ -205,30 +205,6 @@ def test_a_descriptor_that_cannot_be_opened_falls_back_to_a_thread(child) -> Non
     watch = _exit.watch(child.pid, broken)
     assert watch.strategy in ("waitid", "waitid-ctypes")
     assert not watch.exited()
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("name", ["waitid", "waitid-ctypes"])
-async def test_out_of_descriptors_a_thread_waits_per_wait(name, child, monkeypatch) -> None:
-    """Without a descriptor for its pipe, a waitid watch still sees the exit (and a
-    cancelled wait leaves it usable)."""
-    chosen = _exit.BY_NAME[name]
-    if not chosen.available():
-        pytest.skip(f"{name} runs on {chosen.where}, not here")
-
-    def no_pipe() -> tuple[int, int]:
-        raise OSError(24, "Too many open files")
-
-    monkeypatch.setattr(_exit.os, "pipe", no_pipe)
-    watch = _exit.watch(child.pid, chosen)
-    with anyio.move_on_after(0.2):
-        await watch.wait()
-    assert not watch.exited()
-    end(child)
-    with anyio.fail_after(15):
-        await watch.wait()
-    assert is_zombie(child.pid)
-    watch.close()
 
 
 # -- libc's waitid through ctypes -------------------------------------------------------------
