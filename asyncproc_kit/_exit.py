@@ -23,8 +23,8 @@ a different way to watch; each is a named strategy here:
 
 The first one that works here is used (in that order); if a per-child descriptor cannot be
 opened (an old kernel, or out of descriptors), that child falls back to waitid.
-``ASYNCPROC_KIT_EXIT_STRATEGY=<name>`` in the environment forces one strategy, which is how
-the tests run the whole kit on each of them.
+``ASYNCPROC_KIT_EXIT_STRATEGY=<name>`` in the environment forces one strategy: ``make test``
+runs the kit's core a second time on ``waitid-ctypes`` that way.
 """
 
 from __future__ import annotations
