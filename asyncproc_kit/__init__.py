@@ -13,6 +13,16 @@ Every child starts in its own process group; timeouts and cancellation terminate
 group (SIGTERM, a grace period, SIGKILL), so nothing is left running.
 """
 
+import os as _os
+
+if _os.name != "posix":  # Windows: no sessions, no process groups, no kill(-pgid)
+    raise ImportError(
+        "asyncproc_kit needs POSIX process groups (Linux or macOS) to end a child with "
+        "everything it started; Windows has none. Run the workbook in WSL 2 "
+        "(https://learn.microsoft.com/windows/wsl/install) or in your browser on Binder: "
+        "https://mybinder.org/v2/gh/asyncproc-kit/asyncproc-kit/main"
+        "?urlpath=lab/tree/notebooks/00-welcome.ipynb")
+
 from ._breaker import BreakerRegistry as BreakerRegistry
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._errors import CircuitOpenError as CircuitOpenError

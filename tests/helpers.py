@@ -18,13 +18,20 @@ from asyncproc_kit.testing import session_members
 SLEEPER = f"{sys.executable} -c 'import time; time.sleep(60)'"
 
 
+FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"  # Linux, macOS
+
+
 def open_fds() -> set[str]:
     """The descriptors this process has open right now (names in /proc/self/fd)."""
-    return set(os.listdir("/proc/self/fd"))
+    return set(os.listdir(FD_DIR))
 
 
 def zombie_children() -> list[int]:
     """Pids of this process's children that have exited but were never reaped."""
+    if not os.path.isdir("/proc/self"):  # macOS: ask psutil
+        import psutil
+
+        return [p.pid for p in psutil.Process().children() if _is_zombie(p)]
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
@@ -39,6 +46,15 @@ def zombie_children() -> list[int]:
         if fields[0] == "Z" and int(fields[1]) == me:
             found.append(int(entry))
     return found
+
+
+def _is_zombie(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def live_kit_children() -> list[int]:

@@ -229,6 +229,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))  # soft and hard: the kit c
 import anyio
 from asyncproc_kit import run
 from asyncproc_kit.testing import SLEEP
+FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"  # Linux, macOS
 
 async def main():
     outcomes = []
@@ -238,11 +239,11 @@ async def main():
             outcomes.append(["ok", ""])
         except Exception as exc:
             outcomes.append([type(exc).__name__, str(exc)])
-    before = len(os.listdir("/proc/self/fd"))
+    before = len(os.listdir(FD_DIR))
     async with anyio.create_task_group() as tg:
         for _ in range(60):
             tg.start_soon(one)
-    after = len(os.listdir("/proc/self/fd"))
+    after = len(os.listdir(FD_DIR))
     print(json.dumps({"outcomes": outcomes, "fds": [before, after]}))
 
 anyio.run(main, backend=sys.argv[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import anyio
 import pytest
@@ -155,8 +156,23 @@ async def test_environment_report_here() -> None:
     assert text.endswith("Everything the workbook needs works in this kernel.")
     assert str(os.getpid()) not in text
     assert [c.name for c in report.checks] == [
-        "Python", "widgets and plots", "child processes", "cleanup", "open files",
+        "Python", "platform", "widgets and plots", "child processes", "cleanup", "open files",
         "anyio backends"]
+
+
+def test_environment_report_names_the_platform_and_the_exit_strategy(monkeypatch) -> None:
+    """The platform line is the one that differs between machines (nbval sanitizes it)."""
+    from asyncproc_kit import _process
+    from asyncproc_kit.exercises import _env
+
+    line = str(_env._platform())
+    assert line.startswith(f"✅ platform: {_env.SYSTEMS[sys.platform]}; ")
+    assert f"through {_process.EXIT_STRATEGY.name}, without reaping it" in line
+    monkeypatch.setattr(sys, "platform", "freebsd14")
+    check = _env._platform()
+    assert not check.ok
+    assert "freebsd14 is untested" in check.words
+    assert "WSL 2 or the Binder link" in check.fix
 
 
 def test_environment_report_says_what_to_do() -> None:

@@ -280,9 +280,12 @@ async def test_twenty_groups_cancelled_together_leave_no_survivor() -> None:
 
 @pytest.fixture
 def without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
-    from asyncproc_kit import _process
+    from asyncproc_kit import _exit, _process
 
-    monkeypatch.setattr(_process, "_HAS_PIDFD", False)
+    waitid = _exit.BY_NAME["waitid"]
+    if not waitid.available():
+        pytest.skip(f"os.waitid is missing here ({waitid.where} have it)")
+    monkeypatch.setattr(_process, "EXIT_STRATEGY", waitid)
 
 
 @pytest.mark.usefixtures("without_pidfd")

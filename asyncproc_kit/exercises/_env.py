@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import resource
 import sys
 from dataclasses import dataclass, field
@@ -62,6 +61,21 @@ def _python() -> Check:
                  "Create the environment with Python 3.11+ (make lab does this).")
 
 
+SYSTEMS = {"linux": "Linux", "darwin": "macOS"}  # where the kit is tested (CI runs both)
+
+
+def _platform() -> Check:
+    from .. import _process
+
+    system = SYSTEMS.get(sys.platform)
+    how = (f"the kit sees a child exit through {_process.EXIT_STRATEGY.name}, "
+           "without reaping it")
+    if system is None:
+        return Check("platform", False, f"{sys.platform} is untested; {how}",
+                     "Use Linux, macOS, WSL 2 or the Binder link if a notebook misbehaves.")
+    return Check("platform", True, f"{system}; {how}")
+
+
 def _imports(name: str, modules: list[str], words: str, fix: str) -> Check:
     missing = []
     for module in modules:
@@ -105,16 +119,18 @@ async def _spawn_and_reap() -> Check:
     try:  # WNOWAIT: look without reaping; a reaped child is no longer ours at all
         zombie = _peek_exit(result.pid)
     except ChildProcessError:
-        zombie = None
-    if zombie is not None:
+        zombie = False
+    if zombie:
         return Check(name, False, "a finished child was left as a zombie",
                      "Restart the kernel; the kit should always reap its children.")
     return Check(name, True, "a child started, answered through a pipe and was reaped")
 
 
-def _peek_exit(pid: int) -> object:
+def _peek_exit(pid: int) -> bool:
     """Non-blocking (WNOHANG): is ``pid`` an unreaped child of ours? Reaps nothing."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    from .._exit import peek
+
+    return peek(pid)
 
 
 async def _group_cleanup() -> Check:
@@ -182,6 +198,6 @@ async def environment_report() -> EnvironmentReport:
     Returns an :class:`EnvironmentReport` that displays one line per check (✅ or ❌ with
     what to do) and a verdict. It takes about a second: it starts a few short children.
     """
-    checks = [_python(), _widgets(), await _spawn_and_reap(), await _group_cleanup(),
+    checks = [_python(), _platform(), _widgets(), await _spawn_and_reap(), await _group_cleanup(),
               _fd_limit(), await _backends()]
     return EnvironmentReport(checks)

@@ -121,7 +121,9 @@ session_members([sleeper])
 # ## Can this kernel run everything?
 #
 # This check tries each thing for real: widgets and plots, starting and reaping a child,
-# ending a child's whole group, the open-file limit, and the trio backend.
+# ending a child's whole group, the open-file limit, and the trio backend. It also names your
+# platform and how the kit learns that a child exited without reaping it (a *pidfd* on Linux,
+# *kqueue* on macOS), which is what lets it end a child's whole group safely.
 
 # %%
 await exercises.environment_report()
