@@ -413,6 +413,11 @@ class ExecutorServer:
                 f"allow={sorted(self.allow)}>")
 
     @property
+    def connections(self) -> int:
+        """How many connections are being served right now (busy ones not counted)."""
+        return self._active
+
+    @property
     def cwd(self) -> str:
         """The working directory of every command (by default an empty temporary one)."""
         assert self._cwd is not None or self._tempdir is not None, "not started"
