@@ -27,6 +27,8 @@ from ._nb07 import check_resilient as check_resilient
 from ._nb07 import check_worth_retrying as check_worth_retrying
 from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
+from ._nb10 import check_make_frame as check_make_frame
+from ._nb10 import check_open_frame as check_open_frame
 
 __all__ = [
     "ROSETTA_QUESTIONS",
@@ -42,6 +44,8 @@ __all__ = [
     "check_feed",
     "check_first_command",
     "check_first_match",
+    "check_make_frame",
+    "check_open_frame",
     "check_partial_output",
     "check_pool_by_hand",
     "check_resilient",
