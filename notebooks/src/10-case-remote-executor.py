@@ -105,7 +105,7 @@ async def naive_call(address, *pieces):
     async with await anyio.connect_tcp(*address) as stream:
         for piece in pieces:
             await stream.send(piece)
-            await anyio.sleep(0.2)  # the network may deliver a message in pieces
+            await anyio.sleep(0.3)  # the network may deliver a message in pieces
         try:
             return json.loads(await stream.receive())
         except anyio.EndOfStream:
@@ -365,7 +365,7 @@ async with serve_executor(ALLOW, **LIMITS) as server:
         flood = await client.run(["py", "-c", FLOOD])
         print(f"10 MB flood: kept {len(flood.stdout)} characters, truncated={flood.truncated}")
         try:
-            await client.run(["py", "-c", RUNAWAY], timeout=0.3)
+            await client.run(["py", "-c", RUNAWAY], timeout=1.5)
         except ExecutorError as exc:
             print(exc.code, "|", exc.message)
             print("grandchild still running:", running(int(exc.stdout)))
