@@ -373,7 +373,7 @@ class ExecutorServer:
     """What :func:`serve_executor` gives you: ``address`` ``(host, port)``, ``key`` (bytes),
     ``stats`` (counters: ``"spawned"``, one per rejection code, and ``"idle"``, ``"slow"``,
     ``"incomplete"``, ``"unread"``, ``"internal-error"`` for connections closed without a
-    reply) and ``allow`` (each allowed name and the absolute path it runs)."""
+    reply, ``"accept-failed"``) and ``allow`` (each allowed name and the absolute path it runs)."""
 
     def __init__(self, allow: Mapping[str, Any] | Iterable[str], *, host: str, port: int,
                  key: bytes | None, allow_remote: bool, timeout: float, max_frame: int,
@@ -399,7 +399,7 @@ class ExecutorServer:
             raise ValueError(f"cwd {self._cwd!r} is not an existing directory")
         self._env = dict(MIN_ENV if env is None else env)
         self._stats = dict.fromkeys(("spawned", *CODES, "idle", "slow", "incomplete",
-                                     "unread", "internal-error"), 0)
+                                     "unread", "accept-failed", "internal-error"), 0)
         self.stats = MappingProxyType(self._stats)
         self._seen: OrderedDict[str, float] = OrderedDict()  # nonce -> arrival (monotonic)
         self._active = 0
@@ -455,7 +455,8 @@ class ExecutorServer:
             try:
                 stream = await listener.accept()
             except OSError as exc:  # e.g. out of descriptors: keep serving the others
-                _log.warning("executor: accept failed (%s); retrying in 0.1 s", exc)
+                self._stats["accept-failed"] += 1
+                _log.debug("executor: accept failed (%s); retrying in 0.1 s", exc)
                 await anyio.sleep(0.1)
                 continue
             self._tg.start_soon(self._connection, stream)
