@@ -30,6 +30,8 @@ from ._nb08 import check_breaker_class as check_breaker_class
 from ._nb08 import check_drive as check_drive
 from ._nb09 import check_resume_prediction as check_resume_prediction
 from ._nb09 import check_transcode_command as check_transcode_command
+from ._nb10 import check_make_frame as check_make_frame
+from ._nb10 import check_open_frame as check_open_frame
 from ._nb11 import check_find_gaps as check_find_gaps
 from ._nb11 import check_stop_on_failure as check_stop_on_failure
 from ._nb12 import check_decider as check_decider
@@ -56,6 +58,8 @@ __all__ = [
     "check_first_command",
     "check_first_failure",
     "check_first_match",
+    "check_make_frame",
+    "check_open_frame",
     "check_partial_output",
     "check_pool_by_hand",
     "check_probe",
