@@ -332,3 +332,67 @@ async def test_feed_returning_text_instead_of_results_fails() -> None:
     verdict = await check_feed(run_feed)
     assert not verdict.passed
     assert "results" in verdict.message
+
+
+async def test_feed_awaiting_each_job_before_the_next_arrival_fails() -> None:
+    """Submit and await inside the loop: a pool that runs one job at a time."""
+    async def run_feed(arrivals: AsyncIterator[list[str]]) -> list[ProcessResult]:
+        results = []
+        async with ProcessPool(workers=2) as pool:
+            async for command in arrivals:
+                job = await pool.submit(command)
+                results.append(await job)
+        return results
+
+    verdict = await check_feed(run_feed)
+    assert not verdict.passed
+    assert "one at a time" in verdict.message
+    assert "await them after" in verdict.hint
+
+
+async def test_feed_without_a_pool_fails() -> None:
+    """`await run(command)` in the loop is no pool at all."""
+    async def run_feed(arrivals: AsyncIterator[list[str]]) -> list[ProcessResult]:
+        return [await run(command) async for command in arrivals]
+
+    verdict = await check_feed(run_feed)
+    assert not verdict.passed
+    assert "ProcessPool.submit" in verdict.message
+
+
+async def test_feed_missing_await_on_submit_is_named() -> None:
+    """`pool.submit(command)` without await: "missing await", not "the pool is closed"."""
+    async def run_feed(arrivals: AsyncIterator[list[str]]) -> list[ProcessResult]:
+        async with ProcessPool(workers=2) as pool:
+            jobs = [pool.submit(command) async for command in arrivals]
+        return [await job for job in jobs]  # type: ignore[misc]
+
+    verdict = await check_feed(run_feed)
+    assert not verdict.passed
+    assert "missing `await`" in verdict.message
+    assert "submit" in verdict.hint
+
+
+async def test_feed_with_a_priority_pool_and_an_explicit_loop_passes() -> None:
+    """Written differently: an explicit loop, a wider pool, wait() on each handle."""
+    async def run_feed(arrivals: AsyncIterator[list[str]]) -> list[ProcessResult]:
+        jobs = []
+        async with ProcessPool(workers=3) as pool:
+            async for command in arrivals:
+                jobs.append(await pool.submit(command, priority=1))
+            results = [await job for job in jobs]
+        return results
+
+    verdict = await check_feed(run_feed)
+    assert verdict.passed, verdict
+
+
+def test_start_order_async_def_is_named() -> None:
+    """`async def` where a plain function is asked: said so, not "pop every entry"."""
+    async def start_order(submissions: list[tuple[str, int]]) -> list[str]:
+        return [n for n, _ in submissions]
+
+    verdict = check_start_order(start_order)
+    assert not verdict.passed
+    assert "async def" in verdict.message
+    assert "plain `def`" in verdict.hint
