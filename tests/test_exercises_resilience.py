@@ -56,6 +56,38 @@ async def test_partial_output_right_answer() -> None:
     assert result.passed, result
 
 
+async def test_partial_output_blocking_subprocess_run_freezes_the_loop() -> None:
+    """subprocess.run(timeout=) gives the right text but freezes the event loop: rejected."""
+    import subprocess
+
+    async def run_or_partial(cmd, seconds):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True,  # noqa: ASYNC221
+                                  timeout=seconds).stdout
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout or b""
+            return out.decode() if isinstance(out, bytes) else out
+
+    result = await check_partial_output(run_or_partial)
+    assert not result.passed
+    assert "event loop froze" in result.message
+    assert "subprocess.run" in result.hint
+
+
+async def test_partial_output_with_check_false_and_a_fallback_passes() -> None:
+    """Written differently: check=False, the error's stdout with an `or` fallback."""
+    async def run_or_partial(cmd, seconds):
+        output = ""
+        try:
+            output = (await run(cmd, timeout=seconds, check=False)).stdout
+        except ProcessTimeout as exc:
+            output = exc.stdout or ""
+        return output
+
+    result = await check_partial_output(run_or_partial)
+    assert result.passed, result
+
+
 async def test_partial_output_escaping_timeout_is_explained() -> None:
     """Letting the ProcessTimeout escape fails with a hint about exc.stdout."""
     async def run_or_partial(cmd, seconds):
@@ -129,6 +161,35 @@ async def test_cancel_all_one_after_another_is_too_slow() -> None:
     result = await check_cancel_all(cancel_all)
     assert not result.passed
     assert "one child after another" in result.message
+
+
+async def test_cancel_all_grace_on_the_group_passes() -> None:
+    """Written differently: the grace given to ProcessGroup(grace=), reports read after."""
+    async def cancel_all(cmds, after, grace):
+        async with ProcessGroup(grace=grace) as group:
+            for cmd in cmds:
+                group.start(cmd)
+            await anyio.sleep(after)
+            await group.cancel()
+        return [report.how for report in group.reports]
+
+    result = await check_cancel_all(cancel_all)
+    assert result.passed, result
+
+
+async def test_cancel_all_without_grace_names_the_default_grace() -> None:
+    """cancel() without grace= waits the default grace: the hint says pass grace=."""
+    async def cancel_all(cmds, after, grace):
+        async with ProcessGroup() as group:
+            for cmd in cmds:
+                group.start(cmd)
+            await anyio.sleep(after)
+            return [r.how for r in await group.cancel()]
+
+    result = await check_cancel_all(cancel_all)
+    assert not result.passed
+    assert "default grace" in result.message
+    assert "grace=grace" in result.hint
 
 
 async def test_cancel_all_killing_only_the_pid_leaves_grandchildren(marker: str) -> None:
