@@ -358,6 +358,24 @@ async def test_drive_with_reset_by_hand_is_refused() -> None:
     assert "trip() or reset()" in result.message
 
 
+async def test_drive_a_third_failure_is_named() -> None:
+    """Failing three times: the third is refused; the hint says stop at the threshold,
+    not merely "advance the clock"."""
+    async def drive(breaker, clock, failing, working):
+        for _ in range(3):
+            try:
+                await breaker.call(run, failing)
+            except ProcessFailed:
+                pass
+        clock.advance(5)
+        await breaker.call(run, working)
+
+    result = await check_drive(drive)
+    assert not result.passed
+    assert "third failing call was refused" in result.message
+    assert "Stop after 2 failures" in result.hint
+
+
 # -- 08.2 a breaker with a half-open state ---------------------------------------------------
 
 

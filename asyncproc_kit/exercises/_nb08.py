@@ -43,8 +43,22 @@ async def check_drive(drive: Callable[..., Any]) -> ExerciseResult:
     and half-open."""
     clock = HandClock()
     breaker = CircuitBreaker("exercise", failure_threshold=2, reset_timeout=5, clock=clock)
-    _, problem = await call(drive, DRIVE, breaker, clock, EXIT(1), EXIT(0))
+    failing, attempts = EXIT(1), []
+    plain_call = breaker.call
+
+    async def recording_call(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args)
+        return await plain_call(*args, **kwargs)
+
+    breaker.call = recording_call  # type: ignore[method-assign]
+    _, problem = await call(drive, DRIVE, breaker, clock, failing, EXIT(0))
     if problem is not None:
+        if "CircuitOpenError" in problem.message and attempts and failing in attempts[-1] \
+                and breaker.state == "open" and clock.now < 5:
+            return ExerciseResult(DRIVE, False, "a third failing call was refused: two "
+                                  "failures had already opened the circuit",
+                                  "Stop after 2 failures (the threshold); then advance the "
+                                  "clock and let a working call be the probe.")
         if "CircuitOpenError" in problem.message:
             return ExerciseResult(DRIVE, False, "a call was refused: the circuit was open",
                                   "Advance the clock by reset_timeout (5) before the probe.")
