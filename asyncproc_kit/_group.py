@@ -27,6 +27,7 @@ from ._command import check_seconds
 from ._errors import ProcessTimeout, describe_returncode, format_command
 from ._process import DEFAULT_GRACE, Child, Termination, read_available, spawn
 from ._run import drain
+from ._text import plural
 from ._timeline import Timeline
 
 
@@ -79,7 +80,7 @@ class GroupTimeout(ProcessTimeout):
         by = {how: sum(r.how == how for r in stopped) for how in ("SIGTERM", "SIGKILL")}
         return (f"a group of {len(self.reports)} processes timed out after {self.timeout:g} s "
                 f"(the group's timeout=): {len(self.reports) - len(stopped)} had finished, "
-                f"{len(stopped)} were terminated ({by['SIGTERM']} by SIGTERM, "
+                f"{plural(len(stopped), 'was', 'were')} terminated ({by['SIGTERM']} by SIGTERM, "
                 f"{by['SIGKILL']} by SIGKILL); each one's output so far is in .reports")
 
 

@@ -27,6 +27,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 from ._run import run
+from ._text import plural
 from ._timeline import Timeline
 from ._timer import stopwatch, timed
 from .plots import plot_timeline, to_png
@@ -243,7 +244,8 @@ def describe_throughput(timeline: Timeline, *, elapsed: float, jobs: int, worker
     waits = [s.waited for s in timeline.spans if s.waited is not None]
     longest = max(waits) if waits else 0.0
     return "\n".join([
-        f"{jobs} jobs x {seconds:g} s on {workers} workers: took {elapsed:.2f} s "
+        f"{plural(jobs, 'job')} x {seconds:g} s on {plural(workers, 'worker')}: took "
+        f"{elapsed:.2f} s "
         f"(at best {waves} wave{'s' if waves > 1 else ''} x {seconds:g} s = "
         f"{waves * seconds:.1f} s); at most {timeline.peak_concurrency()} ran at once.",
         f"Throughput {jobs / elapsed:.1f} jobs/s (a pool of {min(workers, jobs)} sleeping "

@@ -141,8 +141,17 @@ def test_rosetta_wrong_answers() -> None:
                  "tokio::time::sleep", "fail_after")
     answers = rosetta()
     del answers["child.kill"]
-    assert_wrong(exercises.check_rosetta(answers), "1 names")
+    assert_wrong(exercises.check_rosetta(answers), "1 name is not answered")
     assert_wrong(exercises.check_rosetta([run]), "list")
+
+
+def test_rosetta_asyncio_sleep_is_named_as_asyncio() -> None:
+    """asyncio.sleep is asyncio's: the hint says the table's answer is anyio's."""
+    import asyncio
+
+    result = exercises.check_rosetta(rosetta(**{"tokio__time__sleep": asyncio.sleep}))
+    assert_wrong(result, "is asyncio's")
+    assert "anyio's" in result.hint
 
 
 # -- 00: environment report -------------------------------------------------------------------

@@ -15,6 +15,7 @@ import anyio
 
 from .._breaker import CircuitBreaker
 from .._errors import CircuitOpenError
+from .._text import plural
 from ..testing import EXIT
 from ._common import ExerciseResult
 from ._try import call
@@ -196,7 +197,8 @@ async def _scenario(breaker: Any, clock: HandClock, fail: Any, ok: Any, slow_ok:
                 "Half-open: the first caller becomes the probe; refuse the others until it "
                 "has finished (decide without awaiting anything in between).")
     if refused != 19:
-        return (f"{refused} of the 19 others were refused", "Raise CircuitOpenError for them.")
+        return (f"of the 19 others, {plural(refused, 'was', 'were')} refused",
+                "Raise CircuitOpenError for them.")
     kind, value = await _expect(breaker.call(ok))
     if kind != "value" or value != "ok":
         return ("after a successful probe the next call gave "
