@@ -51,13 +51,31 @@ class _Explorer(w.VBox):
     Output's contents: a line of facts and a timeline drawn as a PNG. It runs once when
     first displayed, so a stored notebook shows a real plot."""
 
+    #: A run estimated longer than this is refused (it would block the kernel meanwhile).
+    longest_run = 30.0
+
     def __init__(self, sliders: list[w.Widget], run_when_shown: bool) -> None:
         self.button = w.Button(description="Run", button_style="primary", icon="play")
+        self.estimate_label = w.Label()
         self.output = w.Output()
         self.timeline: Timeline | None = None
         self._run_when_shown = run_when_shown
         self.button.on_click(lambda _button: self.run_once())
-        super().__init__([w.VBox([*sliders, self.button]), self.output])
+        for slider in sliders:
+            slider.observe(lambda _change: self._show_estimate(), names="value")
+        super().__init__([w.VBox([*sliders, w.HBox([self.button, self.estimate_label])]),
+                          self.output])
+        self._show_estimate()
+
+    def estimate(self) -> float:
+        """Seconds the next run should take with the current slider values."""
+        raise NotImplementedError
+
+    def _show_estimate(self) -> None:
+        seconds = self.estimate()
+        note = "" if seconds <= self.longest_run else \
+            f" (over {self.longest_run:g} s: too long, change a slider)"
+        self.estimate_label.value = f"about {seconds:.1f} s{note}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)  # the text form shows the defaults
@@ -72,6 +90,11 @@ class _Explorer(w.VBox):
 
     def run_once(self) -> Timeline | None:
         """Run with the current slider values, then show the facts and the timeline."""
+        if self.estimate() > self.longest_run:
+            self._show(f"Not run: that would take about {self.estimate():.0f} s, and the "
+                       f"kernel waits meanwhile. Keep it under {self.longest_run:g} s: fewer "
+                       "or shorter processes, or more at once.\n")
+            return None
         self.button.disabled = True
         self.button.description = "Running…"
         try:
@@ -118,6 +141,11 @@ class TimingExplorer(_Explorer):
                                readout_format=".1f")
         self.limit = _slider(w.IntSlider, limit, 1, 100, "at most at once")
         super().__init__([self.processes, self.seconds, self.limit], run_when_shown)
+
+    def estimate(self) -> float:
+        # one sleeper alone first (the yardstick, see _sleepers), then the limited waves
+        n, seconds, limit = self.processes.value, round(self.seconds.value, 1), self.limit.value
+        return math.ceil(n / limit) * seconds + seconds
 
     def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
         n, seconds, limit = self.processes.value, round(self.seconds.value, 1), self.limit.value
@@ -213,6 +241,10 @@ class PoolExplorer(_Explorer):
         self.seconds = _slider(w.FloatSlider, seconds, 0.1, 1.0, "seconds each", step=0.1,
                                readout_format=".1f")
         super().__init__([self.workers, self.jobs, self.seconds], run_when_shown)
+
+    def estimate(self) -> float:
+        seconds = round(self.seconds.value, 1)
+        return math.ceil(self.jobs.value / self.workers.value) * seconds
 
     def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
         workers, jobs = self.workers.value, self.jobs.value
