@@ -133,7 +133,7 @@ child.kill()
 await anyio.sleep(0.2)
 print("state after kill, before wait:", psutil.Process(child.pid).status())
 child.wait()
-print("after wait:", psutil.pid_exists(child.pid))
+print("after wait, the pid still exists:", psutil.pid_exists(child.pid))
 
 # %% [markdown]
 # A zombie holds no memory, but it holds its pid and an entry in the process table until
