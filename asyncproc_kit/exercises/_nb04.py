@@ -41,6 +41,7 @@ async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]
     peak = 0
     outcome: list[Any] = [None, None]
     error: Exception | None = None
+    left: list[int] = []
 
     async def sample() -> None:
         nonlocal peak
@@ -52,13 +53,14 @@ async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]
         tg.start_soon(sample)
         try:
             outcome[:] = await work
+            left = descendants()  # at once: a loaded machine must not let leftovers finish
         except Exception as exc:  # NotImplementedError, unwrapped from the task group
             error = exc
         finally:
             tg.cancel_scope.cancel()
     if error is not None:
         raise error
-    return outcome[0], outcome[1], peak, descendants()
+    return outcome[0], outcome[1], peak, left
 
 
 async def check_exit_codes(exit_codes: Callable[[list[list[str]], int], Any], *,
