@@ -54,13 +54,17 @@ def plot_breaker(breaker: CircuitBreaker, *, ax: Axes | None = None, title: str 
         states.append(new)
     times.append(end)
     for (start, state), stop in zip(zip(times, states, strict=False), times[1:], strict=False):
-        ax.axvspan(start, stop, color=STATE_COLORS[state], alpha=0.12, linewidth=0, zorder=0)
+        if stop - start > end * 0.004:
+            ax.axvspan(start, stop, color=STATE_COLORS[state], alpha=0.12, linewidth=0, zorder=0)
+        else:  # too short to see as a band (a hand-moved clock's instant probe): a line
+            ax.axvline(start, color=STATE_COLORS[state], alpha=0.5, linewidth=4, zorder=1)
     ax.step(times, [_LEVELS[s] for s in [*states, states[-1]]], where="post", color="0.2",
             linewidth=1.6, zorder=2)
     handles: dict[str, object] = {}
     for outcome, (marker, color, label) in _CALL_STYLE.items():
         ran = outcome != "rejected"  # a call that ran is drawn in the state it ran in
-        points = [(t, _LEVELS[_state_at(t, times, states, before=ran)])
+        points = [(t, _LEVELS[_ran_in(t, times, states) if ran else
+                              _state_at(t, times, states, before=False)])
                   for t, o in calls if o == outcome]
         if not points:
             continue
@@ -90,6 +94,19 @@ def plot_breaker(breaker: CircuitBreaker, *, ax: Axes | None = None, title: str 
     ax.legend(handles=list(handles.values()), loc="upper left", bbox_to_anchor=(1.01, 1),
               fontsize=8, frameon=False, borderaxespad=0)
     return fig
+
+
+def _ran_in(t: float, times: list[float], states: list[str]) -> str:
+    """The state a call that finished at ``t`` ran in.
+
+    A call that ended half-open (closing or reopening the circuit at ``t``) was the probe,
+    even when the half-open state lasted no time at all on a hand-moved clock; any other
+    call ran in the state just before ``t``.
+    """
+    for i in range(1, len(states)):
+        if times[i] == t and states[i - 1] == HALF_OPEN:
+            return HALF_OPEN
+    return _state_at(t, times, states, before=True)
 
 
 def _state_at(t: float, times: list[float], states: list[str], *, before: bool) -> str:

@@ -34,6 +34,7 @@ from ._process import (
     spawn,
 )
 from ._run import decode, drain
+from ._text import plural
 from ._timeline import Timeline
 
 
@@ -90,7 +91,7 @@ class GroupTimeout(ProcessTimeout):
         by = {how: sum(r.how == how for r in stopped) for how in ("SIGTERM", "SIGKILL")}
         return (f"a group of {len(self.reports)} processes timed out after {self.timeout:g} s "
                 f"(the group's timeout=): {len(self.reports) - len(stopped)} had finished, "
-                f"{len(stopped)} were terminated ({by['SIGTERM']} by SIGTERM, "
+                f"{plural(len(stopped), 'was', 'were')} terminated ({by['SIGTERM']} by SIGTERM, "
                 f"{by['SIGKILL']} by SIGKILL); each one's output so far is in .reports")
 
 

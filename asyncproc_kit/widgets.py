@@ -27,6 +27,7 @@ from IPython.display import Image
 from matplotlib.figure import Figure
 
 from ._run import run
+from ._text import plural
 from ._timeline import Timeline
 from ._timer import stopwatch, timed
 from .plots import plot_timeline, to_png
@@ -50,13 +51,31 @@ class _Explorer(w.VBox):
     Output's contents: a line of facts and a timeline drawn as a PNG. It runs once when
     first displayed, so a stored notebook shows a real plot."""
 
+    #: A run estimated longer than this is refused (it would block the kernel meanwhile).
+    longest_run = 30.0
+
     def __init__(self, sliders: list[w.Widget], run_when_shown: bool) -> None:
         self.button = w.Button(description="Run", button_style="primary", icon="play")
+        self.estimate_label = w.Label()
         self.output = w.Output()
         self.timeline: Timeline | None = None
         self._run_when_shown = run_when_shown
         self.button.on_click(lambda _button: self.run_once())
-        super().__init__([w.VBox([*sliders, self.button]), self.output])
+        for slider in sliders:
+            slider.observe(lambda _change: self._show_estimate(), names="value")
+        super().__init__([w.VBox([*sliders, w.HBox([self.button, self.estimate_label])]),
+                          self.output])
+        self._show_estimate()
+
+    def estimate(self) -> float:
+        """Seconds the next run should take with the current slider values."""
+        raise NotImplementedError
+
+    def _show_estimate(self) -> None:
+        seconds = self.estimate()
+        note = "" if seconds <= self.longest_run else \
+            f" (over {self.longest_run:g} s: too long, change a slider)"
+        self.estimate_label.value = f"about {seconds:.1f} s{note}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)  # the text form shows the defaults
@@ -71,6 +90,11 @@ class _Explorer(w.VBox):
 
     def run_once(self) -> Timeline | None:
         """Run with the current slider values, then show the facts and the timeline."""
+        if self.estimate() > self.longest_run:
+            self._show(f"Not run: that would take about {self.estimate():.0f} s, and the "
+                       f"kernel waits meanwhile. Keep it under {self.longest_run:g} s: fewer "
+                       "or shorter processes, or more at once.\n")
+            return None
         self.button.disabled = True
         self.button.description = "Running…"
         try:
@@ -117,6 +141,11 @@ class TimingExplorer(_Explorer):
                                readout_format=".1f")
         self.limit = _slider(w.IntSlider, limit, 1, 100, "at most at once")
         super().__init__([self.processes, self.seconds, self.limit], run_when_shown)
+
+    def estimate(self) -> float:
+        # one sleeper alone first (the yardstick, see _sleepers), then the limited waves
+        n, seconds, limit = self.processes.value, round(self.seconds.value, 1), self.limit.value
+        return math.ceil(n / limit) * seconds + seconds
 
     def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
         n, seconds, limit = self.processes.value, round(self.seconds.value, 1), self.limit.value
@@ -213,6 +242,10 @@ class PoolExplorer(_Explorer):
                                readout_format=".1f")
         super().__init__([self.workers, self.jobs, self.seconds], run_when_shown)
 
+    def estimate(self) -> float:
+        seconds = round(self.seconds.value, 1)
+        return math.ceil(self.jobs.value / self.workers.value) * seconds
+
     def _measure(self, portal: Any) -> tuple[Timeline, str, str]:
         workers, jobs = self.workers.value, self.jobs.value
         seconds = round(self.seconds.value, 1)
@@ -243,7 +276,8 @@ def describe_throughput(timeline: Timeline, *, elapsed: float, jobs: int, worker
     waits = [s.waited for s in timeline.spans if s.waited is not None]
     longest = max(waits) if waits else 0.0
     return "\n".join([
-        f"{jobs} jobs x {seconds:g} s on {workers} workers: took {elapsed:.2f} s "
+        f"{plural(jobs, 'job')} x {seconds:g} s on {plural(workers, 'worker')}: took "
+        f"{elapsed:.2f} s "
         f"(at best {waves} wave{'s' if waves > 1 else ''} x {seconds:g} s = "
         f"{waves * seconds:.1f} s); at most {timeline.peak_concurrency()} ran at once.",
         f"Throughput {jobs / elapsed:.1f} jobs/s (a pool of {min(workers, jobs)} sleeping "

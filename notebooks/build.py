@@ -46,7 +46,7 @@ class Entry:
 
 CATALOGUE = [
     Entry("00", "00-welcome", "Welcome", "how to use the workbook; tokio → Python"),
-    Entry("01", "01-why-async", "Why async?", "学习目标, §1, §2.1, §2.6"),
+    Entry("01", "01-why-async", "Why async?", "学习目标 = learning goals, §1, §2.1, §2.6"),
     Entry("02", "02-streaming-output", "Streaming output", "§2.2, §2.3"),
     Entry("03", "03-bidirectional-pipes", "Bidirectional pipes", "§2.4, §2.5, §7 trap 2"),
     Entry("04", "04-concurrency-and-pools", "Concurrency and pools",
@@ -97,7 +97,7 @@ def link(entry: Entry, *, numbered: bool = True) -> str:
 
 
 def index_markdown() -> str:
-    rows = ["| | Notebook | Seed sections |", "|---|---|---|"]
+    rows = ["| | Notebook | Sections of the original |", "|---|---|---|"]
     for entry in CATALOGUE:
         rows.append(f"| {entry.number} | {link(entry, numbered=False)} | {entry.sections} |")
     return "\n".join(rows)

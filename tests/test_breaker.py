@@ -308,3 +308,24 @@ async def test_a_raising_is_failure_counts_as_a_failure_and_frees_the_probe(
     with pytest.raises(AttributeError):
         await breaker.call(run, ["/nonexistent/program"])
     assert breaker.state == "open"
+
+
+async def test_plot_breaker_puts_every_probe_on_the_half_open_row(clock: FakeClock) -> None:
+    """A probe that fails and one that succeeds both sit on "half-open", even when the
+    hand-moved clock gives half-open no time at all; that instant is drawn, not lost."""
+    from asyncproc_kit._breaker_plot import STATE_COLORS, plot_breaker
+
+    breaker = CircuitBreaker("probes", failure_threshold=2, reset_timeout=5, clock=clock)
+    await fail_n(breaker, 2)
+    clock.advance(5)
+    await fail_n(breaker, 1)  # the probe fails: open again, at once
+    clock.advance(5)
+    await breaker.call(succeed)  # the probe succeeds: closed, at once
+    clock.advance(2)
+    [ax] = plot_breaker(breaker).axes
+    markers = {line.get_marker(): list(line.get_ydata()) for line in ax.get_lines()
+               if line.get_linestyle() == "None"}
+    assert markers["X"] == [0, 0, 1]  # two failures while closed, then the failed probe
+    assert markers["o"] == [1]  # the successful probe
+    instants = [line for line in ax.get_lines() if line.get_color() == STATE_COLORS["half-open"]]
+    assert len(instants) == 2  # each zero-length half-open is a visible line

@@ -14,7 +14,7 @@ from asyncproc_kit import exercises, open_pipe, open_stream, run, terminate
 from asyncproc_kit._process import read_chunk, spawn
 from asyncproc_kit.exercises._env import Check, EnvironmentReport
 from asyncproc_kit.exercises._nb02 import leftovers
-from asyncproc_kit.testing import CAT, ECHO_STDIN_UPPER, python
+from asyncproc_kit.testing import CAT, ECHO_STDIN_UPPER, descendants, python
 
 pytestmark = pytest.mark.anyio
 
@@ -142,8 +142,17 @@ def test_rosetta_wrong_answers() -> None:
                  "tokio::time::sleep", "fail_after")
     answers = rosetta()
     del answers["child.kill"]
-    assert_wrong(exercises.check_rosetta(answers), "1 names")
+    assert_wrong(exercises.check_rosetta(answers), "1 name is not answered")
     assert_wrong(exercises.check_rosetta([run]), "list")
+
+
+def test_rosetta_asyncio_sleep_is_named_as_asyncio() -> None:
+    """asyncio.sleep is asyncio's: the hint says the table's answer is anyio's."""
+    import asyncio
+
+    result = exercises.check_rosetta(rosetta(**{"tokio__time__sleep": asyncio.sleep}))
+    assert_wrong(result, "is asyncio's")
+    assert "anyio's" in result.hint
 
 
 # -- 00: environment report -------------------------------------------------------------------
@@ -427,6 +436,22 @@ async def test_shout_without_newline_hangs_and_is_explained() -> None:
     assert "\\n" in result.hint
 
 
+async def test_shout_missing_await_on_send_is_named() -> None:
+    """`pipe.send(...)` without await: "missing await", not "add a newline"."""
+    async def shout(messages):
+        replies = []
+        async with open_pipe(ECHO_STDIN_UPPER) as pipe:
+            for message in messages:
+                pipe.send(message + "\n")
+                replies.append(await pipe.receive_line())
+        return replies
+
+    result = await exercises.check_shout(shout, patience=1)
+    assert_wrong(result, "missing `await`")
+    assert "send" in result.hint
+    assert "\\n" not in result.hint
+
+
 async def test_shout_wrong_child_and_newlines() -> None:
     """Echoing through CAT, or keeping newlines, are each named."""
     async def via_cat(messages):
@@ -491,6 +516,48 @@ async def test_echo_big_deadlock_is_caught() -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_echo_big_without_close_input_names_the_end_of_input() -> None:
+    """Reading concurrently but never closing the input: the real cause is named (no end
+    of input), not a write-before-read deadlock."""
+    async def echo_big(data):
+        chunks = []
+        async with open_pipe(CAT) as pipe:
+            async def read_all():
+                while chunk := await pipe.receive():
+                    chunks.append(chunk)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_all)
+                await pipe.send(data)
+        return b"".join(chunks)
+
+    result = await exercises.check_echo_big(echo_big, patience=4)
+    assert_wrong(result, "waiting for more input")
+    assert "close_input()" in result.hint
+    assert "Read while you write" not in result.hint
+
+
+async def test_echo_big_leaves_no_cat_running() -> None:
+    """A wrong answer that abandons its CAT (no cleanup at all): the check ends it."""
+    processes = []
+
+    async def echo_big(data):
+        process = await anyio.open_process(CAT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        processes.append(process)
+        await process.stdin.send(data)  # blocks: nobody reads
+        return b""
+
+    try:
+        result = await exercises.check_echo_big(echo_big, patience=1)
+        assert_wrong(result, "deadlocked")
+        alive = [p.pid for p in processes if p.pid in descendants()]
+        assert alive == []
+    finally:
+        for process in processes:
+            with anyio.CancelScope(shield=True):
+                await process.aclose()  # reaps the zombie the check's kill left
 
 
 async def test_echo_big_text_and_truncated() -> None:

@@ -56,6 +56,38 @@ async def test_partial_output_right_answer() -> None:
     assert result.passed, result
 
 
+async def test_partial_output_blocking_subprocess_run_freezes_the_loop() -> None:
+    """subprocess.run(timeout=) gives the right text but freezes the event loop: rejected."""
+    import subprocess
+
+    async def run_or_partial(cmd, seconds):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True,  # noqa: ASYNC221
+                                  timeout=seconds).stdout
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout or b""
+            return out.decode() if isinstance(out, bytes) else out
+
+    result = await check_partial_output(run_or_partial)
+    assert not result.passed
+    assert "event loop froze" in result.message
+    assert "subprocess.run" in result.hint
+
+
+async def test_partial_output_with_check_false_and_a_fallback_passes() -> None:
+    """Written differently: check=False, the error's stdout with an `or` fallback."""
+    async def run_or_partial(cmd, seconds):
+        output = ""
+        try:
+            output = (await run(cmd, timeout=seconds, check=False)).stdout
+        except ProcessTimeout as exc:
+            output = exc.stdout or ""
+        return output
+
+    result = await check_partial_output(run_or_partial)
+    assert result.passed, result
+
+
 async def test_partial_output_escaping_timeout_is_explained() -> None:
     """Letting the ProcessTimeout escape fails with a hint about exc.stdout."""
     async def run_or_partial(cmd, seconds):
@@ -129,6 +161,35 @@ async def test_cancel_all_one_after_another_is_too_slow() -> None:
     result = await check_cancel_all(cancel_all)
     assert not result.passed
     assert "one child after another" in result.message
+
+
+async def test_cancel_all_grace_on_the_group_passes() -> None:
+    """Written differently: the grace given to ProcessGroup(grace=), reports read after."""
+    async def cancel_all(cmds, after, grace):
+        async with ProcessGroup(grace=grace) as group:
+            for cmd in cmds:
+                group.start(cmd)
+            await anyio.sleep(after)
+            await group.cancel()
+        return [report.how for report in group.reports]
+
+    result = await check_cancel_all(cancel_all)
+    assert result.passed, result
+
+
+async def test_cancel_all_without_grace_names_the_default_grace() -> None:
+    """cancel() without grace= waits the default grace: the hint says pass grace=."""
+    async def cancel_all(cmds, after, grace):
+        async with ProcessGroup() as group:
+            for cmd in cmds:
+                group.start(cmd)
+            await anyio.sleep(after)
+            return [r.how for r in await group.cancel()]
+
+    result = await check_cancel_all(cancel_all)
+    assert not result.passed
+    assert "default grace" in result.message
+    assert "grace=grace" in result.hint
 
 
 async def test_cancel_all_killing_only_the_pid_leaves_grandchildren(marker: str) -> None:
@@ -297,6 +358,24 @@ async def test_drive_with_reset_by_hand_is_refused() -> None:
     assert "trip() or reset()" in result.message
 
 
+async def test_drive_a_third_failure_is_named() -> None:
+    """Failing three times: the third is refused; the hint says stop at the threshold,
+    not merely "advance the clock"."""
+    async def drive(breaker, clock, failing, working):
+        for _ in range(3):
+            try:
+                await breaker.call(run, failing)
+            except ProcessFailed:
+                pass
+        clock.advance(5)
+        await breaker.call(run, working)
+
+    result = await check_drive(drive)
+    assert not result.passed
+    assert "third failing call was refused" in result.message
+    assert "Stop after 2 failures" in result.hint
+
+
 # -- 08.2 a breaker with a half-open state ---------------------------------------------------
 
 
@@ -350,6 +429,107 @@ class CountsCancellation(GoodBreaker):
     failure_types = BaseException
 
 
+class StuckProbe(GoodBreaker):
+    """Clears the probe flag on success and on failure, but not when the probe is cancelled."""
+
+    async def call(self, fn):
+        if self.state == "open" and self.clock() >= self.opened_at + self.reset_timeout:
+            self.state = "half-open"
+        if self.state == "open" or (self.state == "half-open" and self.probing):
+            raise CircuitOpenError("mine", 1.0)
+        probe = self.probing = self.state == "half-open"
+        try:
+            result = await fn()
+        except Exception:
+            self.probing = False
+            self.failures += 1
+            if probe or self.failures >= self.threshold:
+                self.state, self.opened_at = "open", self.clock()
+            raise
+        self.probing = False
+        self.state, self.failures = "closed", 0
+        return result
+
+
+class NeverResets(GoodBreaker):
+    """Counts every failure ever, not consecutive ones: a success does not reset the count."""
+
+    async def call(self, fn):
+        if self.state == "open" and self.clock() >= self.opened_at + self.reset_timeout:
+            self.state = "half-open"
+        if self.state == "open" or (self.state == "half-open" and self.probing):
+            raise CircuitOpenError("mine", 1.0)
+        probe = self.probing = self.state == "half-open"
+        try:
+            result = await fn()
+        except Exception:
+            self.failures += 1
+            if probe or self.failures >= self.threshold:
+                self.state, self.opened_at = "open", self.clock()
+            raise
+        finally:
+            if probe:
+                self.probing = False
+        if probe:
+            self.failures = 0
+        self.state = "closed"
+        return result
+
+
+class ReopensOnCancelledProbe(GoodBreaker):
+    """Treats a cancelled probe as a failed one (`except BaseException` for the probe)."""
+
+    async def call(self, fn):
+        if self.state == "open" and self.clock() >= self.opened_at + self.reset_timeout:
+            self.state = "half-open"
+        if self.state == "open" or (self.state == "half-open" and self.probing):
+            raise CircuitOpenError("mine", 1.0)
+        probe = self.probing = self.state == "half-open"
+        try:
+            result = await fn()
+        except BaseException as exc:
+            if probe or isinstance(exc, Exception):
+                self.failures += 1
+                if probe or self.failures >= self.threshold:
+                    self.state, self.opened_at = "open", self.clock()
+            raise
+        finally:
+            if probe:
+                self.probing = False
+        self.state, self.failures = "closed", 0
+        return result
+
+
+class DeadlineBreaker:
+    """Written differently: no state names, an `open_until` deadline and a probe token."""
+
+    def __init__(self, threshold, reset_timeout, clock):
+        self.threshold, self.reset_timeout, self.clock = threshold, reset_timeout, clock
+        self.streak = 0
+        self.open_until: float | None = None
+        self.probe: object | None = None
+
+    async def call(self, fn):
+        token = None
+        if self.open_until is not None:
+            if self.clock() < self.open_until or self.probe is not None:
+                raise CircuitOpenError("deadline", max(0.0, self.open_until - self.clock()))
+            token = self.probe = object()
+        try:
+            value = await fn()
+        except Exception:
+            self.streak += 1
+            if token is not None or self.streak >= self.threshold:
+                self.open_until = self.clock() + self.reset_timeout
+            raise
+        else:
+            self.streak, self.open_until = 0, None
+            return value
+        finally:
+            if token is not None and self.probe is token:
+                self.probe = None
+
+
 async def test_breaker_class_right_answer() -> None:
     """A breaker with closed/open/half-open and one probe passes."""
     result = await check_breaker_class(GoodBreaker)
@@ -368,6 +548,36 @@ async def test_breaker_class_counting_cancellation_is_caught() -> None:
     result = await check_breaker_class(CountsCancellation)
     assert not result.passed
     assert "cancelled calls opened it" in result.message
+
+
+async def test_breaker_class_written_differently_passes() -> None:
+    """A deadline-and-token breaker with no state names is accepted."""
+    result = await check_breaker_class(DeadlineBreaker)
+    assert result.passed, result
+
+
+async def test_breaker_class_stuck_probe_flag_is_caught() -> None:
+    """A probe flag not cleared after a cancelled probe refuses every later call."""
+    result = await check_breaker_class(StuckProbe)
+    assert not result.passed
+    assert "cancelled probe every later call was refused" in result.message
+    assert "finally" in result.hint
+
+
+async def test_breaker_class_never_resetting_the_count_is_caught() -> None:
+    """fail, fail, success, fail, fail must not open a threshold-3 breaker."""
+    result = await check_breaker_class(NeverResets)
+    assert not result.passed
+    assert "consecutive" in result.message
+    assert "success resets the failure count" in result.hint
+
+
+async def test_breaker_class_cancelled_probe_as_failure_is_caught() -> None:
+    """Reopening on a cancelled probe is told apart from a stuck flag."""
+    result = await check_breaker_class(ReopensOnCancelledProbe)
+    assert not result.passed
+    assert "cancelled probe reopened" in result.message
+    assert "Cancellation is not a failure" in result.hint
 
 
 async def test_breaker_class_stub_raises_not_implemented() -> None:

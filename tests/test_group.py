@@ -189,7 +189,7 @@ async def test_group_timeout_raises_with_partial_output_per_child() -> None:
     assert (slow.reason, slow.how, slow.stdout) == ("group timeout", "SIGTERM", "partial\n")
     assert (quick.reason, quick.how) == ("finished", "exited")
     assert "timed out after 0.5 s (the group's timeout=)" in str(error)
-    assert "1 had finished, 1 were terminated (1 by SIGTERM, 0 by SIGKILL)" in str(error)
+    assert "1 had finished, 1 was terminated (1 by SIGTERM, 0 by SIGKILL)" in str(error)
     assert session_members([slow.pid]) == []
 
 

@@ -196,3 +196,24 @@ print("clean")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=50, check=False)
     assert done.stdout.strip() == "clean", done.stderr
+
+
+def test_the_estimate_is_shown_and_a_too_long_run_is_refused() -> None:
+    """At the sliders' limits (100 x 2 s, one at a time: over 200 s) the explorer shows the
+    estimate and refuses to block the kernel; the defaults are well under a second."""
+    ex = explorer(10, 0.2, 10)
+    assert ex.estimate_label.value == "about 0.4 s"
+    ex.processes.value, ex.seconds.value, ex.limit.value = 100, 2.0, 1
+    assert "about 202.0 s" in ex.estimate_label.value
+    assert "too long" in ex.estimate_label.value
+    assert ex.run_once() is None
+    assert ex.timeline is None
+    assert "Not run" in ex.output.outputs[0]["text"]
+
+
+def test_the_pool_explorer_refuses_a_too_long_run() -> None:
+    """The pool explorer's limit (100 jobs x 1 s on 1 worker) is refused the same way."""
+    ex = widgets.pool_explorer(workers=1, jobs=100, seconds=1.0, run_when_shown=False)
+    assert "too long" in ex.estimate_label.value
+    assert ex.run_once() is None
+    assert "Not run" in ex.output.outputs[0]["text"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from .._text import plural
 from ._common import ExerciseResult
 from ._try import call
 
@@ -78,8 +79,9 @@ def check_rosetta(answers: Mapping[str, Any]) -> ExerciseResult:
                               "Fill in the dict: {'tokio::spawn': ..., ...}.")
     missing = [key for key in expected if key not in answers]
     if missing:
-        return ExerciseResult(ROSETTA, False, f"{len(missing)} names are not answered yet, "
-                              f"e.g. {missing[0]!r}", "Keep every key of the dict.")
+        count = plural(len(missing), "name is", "names are")
+        return ExerciseResult(ROSETTA, False, f"{count} not answered yet, e.g. {missing[0]!r}",
+                              "Keep every key of the dict.")
     for key, right in expected.items():
         given = answers[key]
         if given is ... or given is None:
@@ -88,6 +90,11 @@ def check_rosetta(answers: Mapping[str, Any]) -> ExerciseResult:
         if isinstance(given, str):
             return ExerciseResult(ROSETTA, False, f"{key!r}: you gave the string {given!r}",
                                   "Give the object itself, e.g. anyio.sleep, not 'anyio.sleep'.")
+        if getattr(given, "__module__", "").startswith("asyncio") and \
+                not any(given is candidate for candidate in right):
+            return ExerciseResult(ROSETTA, False, f"{key!r}: {_name(given)} is asyncio's",
+                                  "The table's answer is anyio's (it runs on asyncio and trio): "
+                                  f"look up the row {key.split('::')[-1]}.")
         if not any(given is candidate for candidate in right):
             return ExerciseResult(ROSETTA, False, f"{key!r} is not {_name(given)}",
                                   f"Look it up in the table above (row {key.split('::')[-1]}).")

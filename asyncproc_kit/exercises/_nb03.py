@@ -12,6 +12,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
+from ..testing import descendants
 from ._common import ExerciseResult
 from ._try import call
 
@@ -57,11 +60,20 @@ async def check_echo_big(echo_big: Callable[[bytes], Any], *,
     every byte it echoes, without deadlocking."""
     size = random.randint(2_000_000, 3_000_000)  # far more than two pipe buffers
     data = os.urandom(size)
-    echoed, problem = await call(
+    before = set(descendants())
+    (echoed, problem), written = await _watching_writes(before, call(
         echo_big, ECHO, data, patience=patience, suspect="deadlocked?",
         stuck="Writing everything before reading fills both pipes. Read while you write: "
-              "run(CAT, input=data, text=False) or open_pipe.")
+              "run(CAT, input=data, text=False) or open_pipe."))
+    await _end_new_children(before)  # a wrong answer's CAT must not outlive the check
     if problem is not None:
+        # CAT copies in 64 KiB chunks: all but the last chunk echoed = it read everything
+        if problem.message.startswith("no answer") and written >= size - 128 * 1024:
+            return ExerciseResult(ECHO, False, f"no answer after {patience:g} s: CAT had "
+                                  "echoed (nearly) every byte and was waiting for more input",
+                                  "Nothing told CAT the input was over: after sending, call "
+                                  "`await pipe.close_input()` (end of input), then read to "
+                                  "the end.")
         return problem
     if isinstance(echoed, str):
         return ExerciseResult(ECHO, False, "it returned text, not bytes",
@@ -78,3 +90,58 @@ async def check_echo_big(echo_big: Callable[[bytes], Any], *,
                               "(receive() returns b'' at the end), after close_input().")
     return ExerciseResult(ECHO, False, "the bytes that came back differ from what was sent",
                           "Send the data unchanged (bytes, no encoding) and return all of it.")
+
+
+def _bytes_written(pids: list[int]) -> dict[int, int]:
+    import psutil
+
+    written = {}
+    for pid in pids:
+        try:
+            written[pid] = psutil.Process(pid).io_counters().write_chars
+        except (psutil.Error, AttributeError):  # gone, or no io_counters on this platform
+            pass
+    return written
+
+
+async def _watching_writes(before: set[int], work: Any) -> tuple[Any, int]:
+    """Await ``work``; also return the most bytes any new child process had written."""
+    most = 0
+    value: Any = None
+    error: Exception | None = None
+
+    async def sample() -> None:
+        nonlocal most
+        while True:
+            new = [pid for pid in descendants() if pid not in before]
+            counts = await anyio.to_thread.run_sync(_bytes_written, new)
+            most = max([most, *counts.values()])
+            await anyio.sleep(0.1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sample)
+        try:
+            value = await work
+        except Exception as exc:  # NotImplementedError, unwrapped from the task group
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return value, most
+
+
+async def _end_new_children(before: set[int]) -> None:
+    """Kill the child processes started since ``before`` that are still alive."""
+    import psutil
+
+    procs = []
+    for pid in set(descendants()) - before:
+        try:
+            proc = psutil.Process(pid)
+            proc.kill()
+            procs.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    if procs:
+        await anyio.to_thread.run_sync(lambda: psutil.wait_procs(procs, timeout=3))

@@ -9,12 +9,16 @@ without the learner's code having to report anything. ``NotImplementedError`` pa
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .._pool import WORKERS_ENV
 from ..testing import descendants, python
 from ._common import ExerciseResult
 from ._try import call
@@ -37,6 +41,7 @@ async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]
     peak = 0
     outcome: list[Any] = [None, None]
     error: Exception | None = None
+    left: list[int] = []
 
     async def sample() -> None:
         nonlocal peak
@@ -48,13 +53,14 @@ async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]
         tg.start_soon(sample)
         try:
             outcome[:] = await work
+            left = descendants()  # at once: a loaded machine must not let leftovers finish
         except Exception as exc:  # NotImplementedError, unwrapped from the task group
             error = exc
         finally:
             tg.cancel_scope.cancel()
     if error is not None:
         raise error
-    return outcome[0], outcome[1], peak, descendants()
+    return outcome[0], outcome[1], peak, left
 
 
 async def check_exit_codes(exit_codes: Callable[[list[list[str]], int], Any], *,
@@ -65,10 +71,11 @@ async def check_exit_codes(exit_codes: Callable[[list[list[str]], int], Any], *,
     codes: list[int | None] = [random.choice([0, 0, 1, 2, 3]) for _ in range(7)]
     codes[random.randrange(1, 6)] = None
     commands = [[MISSING] if c is None else _exiting(c, 0.25) for c in codes]
-    answer, problem, peak, left = await observe(call(
-        exit_codes, BATCH, commands, limit, patience=patience,
-        stuck="Each command sleeps 0.25 s; with the limit, all of them take about a second. "
-              "Is something waiting forever?"))
+    with _default_workers(len(commands)):  # a forgotten limit= shows on any machine
+        answer, problem, peak, left = await observe(call(
+            exit_codes, BATCH, commands, limit, patience=patience,
+            stuck="Each command sleeps 0.25 s; with the limit, all of them take about a "
+                  "second. Is something waiting forever?"))
     if problem is not None:
         return problem
     if left:
@@ -101,10 +108,11 @@ async def check_pool_by_hand(pool_by_hand: Callable[[list[list[str]], int], Any]
     words = random.sample(["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "owl"], 7)
     commands = [_printing(word, 0.3) for word in words]
     expected = [f"{word}\n" for word in words]
-    answer, problem, peak, left = await observe(call(
-        pool_by_hand, WORKERS, commands, workers, patience=patience,
-        stuck="Close the send stream once every job is sent (async with send:), so the "
-              "workers' `async for` loops end."))
+    with _receivers(commands) as takers:
+        answer, problem, peak, left = await observe(call(
+            pool_by_hand, WORKERS, commands, workers, patience=patience,
+            stuck="Close the send stream once every job is sent (async with send:), so the "
+                  "workers' `async for` loops end."))
     if problem is not None:
         return problem
     if left:
@@ -118,6 +126,16 @@ async def check_pool_by_hand(pool_by_hand: Callable[[list[list[str]], int], Any]
         return ExerciseResult(WORKERS, False, "the commands ran one at a time",
                               "Start all the workers with tg.start_soon before feeding jobs, "
                               "and give each worker its own receive_stream.clone().")
+    if not takers:
+        return ExerciseResult(WORKERS, False, "no job went through a memory object stream",
+                              "map_limited and ProcessPool do the pooling for you; here you "
+                              "build it: send (index, command) into "
+                              "anyio.create_memory_object_stream() and let `workers` tasks "
+                              "receive from it.")
+    if len(takers) != workers:
+        return ExerciseResult(WORKERS, False, f"{len(takers)} tasks took jobs from the stream, "
+                              f"with workers={workers}", "Start exactly `workers` worker tasks, "
+                              "each receiving from the stream (receive.clone() for each).")
     if not isinstance(answer, list | tuple):
         return ExerciseResult(WORKERS, False, f"it returned {type(answer).__name__}, not a list",
                               "Collect the outputs in a list indexed by the job's position.")
@@ -134,3 +152,41 @@ async def check_pool_by_hand(pool_by_hand: Callable[[list[list[str]], int], Any]
                               "at results[index].")
     return ExerciseResult(WORKERS, False, f"got {answer!r}, expected {expected!r}",
                           "Return each command's stdout, in the order of the commands.")
+
+
+@contextlib.contextmanager
+def _default_workers(count: int) -> Iterator[None]:
+    """Make the kit's default worker count ``count`` (above any limit the check picks)."""
+    before = os.environ.get(WORKERS_ENV)
+    os.environ[WORKERS_ENV] = str(count)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[WORKERS_ENV]
+        else:
+            os.environ[WORKERS_ENV] = before
+
+
+def _is_job(item: Any, commands: list[list[str]]) -> bool:
+    parts = item if isinstance(item, tuple | list) else (item,)
+    return any(part in commands for part in parts if isinstance(part, list))
+
+
+@contextlib.contextmanager
+def _receivers(commands: list[list[str]]) -> Iterator[set[Any]]:
+    """Collect the tasks that receive one of ``commands`` from any memory object stream."""
+    takers: set[Any] = set()
+    original = MemoryObjectReceiveStream.receive
+
+    async def receive(self: Any) -> Any:
+        item = await original(self)
+        if _is_job(item, commands):
+            takers.add(anyio.get_current_task().id)
+        return item
+
+    MemoryObjectReceiveStream.receive = receive  # type: ignore[method-assign]
+    try:
+        yield takers
+    finally:
+        MemoryObjectReceiveStream.receive = original  # type: ignore[method-assign]

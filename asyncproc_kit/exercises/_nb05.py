@@ -8,13 +8,16 @@ tie-break, and larger-first. ``NotImplementedError`` passes through.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
 
+from .._pool import ProcessPool
 from ..testing import python
 from ._common import ExerciseResult
 from ._try import call
@@ -47,6 +50,11 @@ def check_start_order(start_order: Callable[[list[tuple[str, int]]], Any]) -> Ex
         except Exception as exc:
             return ExerciseResult(ORDER, False, f"it raised {type(exc).__name__}: {exc}",
                                   "Run it on its own in a cell to see the whole traceback.")
+        if inspect.iscoroutine(answer):
+            answer.close()
+            return ExerciseResult(ORDER, False, "start_order is `async def`: calling it gave a "
+                                  "coroutine, not a list", "Define it with a plain `def`: "
+                                  "nothing in it waits, so nothing needs `await`.")
         if not isinstance(answer, list | tuple):
             return ExerciseResult(ORDER, False, f"it returned {type(answer).__name__}, not a "
                                   "list of names", "Pop every entry and collect the names.")
@@ -84,11 +92,15 @@ async def check_feed(run_feed: Callable[[AsyncIterator[list[str]]], Any], *,
     """``await run_feed(arrivals)`` submits each command to a ProcessPool *as it arrives*
     (``async for command in arrivals``) and returns their ProcessResults in arrival order."""
     words = random.sample(["red", "green", "blue", "cyan", "pink", "gold", "grey"], 5)
-    commands = [python(f"print({word!r})") for word in words]
+    # Each job outlasts the gap between arrivals, so a job still runs when the next arrives
+    # unless it was awaited first.
+    commands = [python(f"import time; time.sleep(0.5); print({word!r})") for word in words]
     done: list[float] = []
-    answer, problem = await call(run_feed, FEED, _arrivals(commands, 0.2, done),
-                                 patience=patience,
-                                 stuck="Await each job after the async for loop has ended.")
+    with _submissions() as busy:
+        answer, problem = await call(run_feed, FEED, _arrivals(commands, 0.2, done),
+                                     patience=patience,
+                                     stuck="Await each job after the async for loop has "
+                                           "ended.")
     if problem is not None:
         return problem
     if not done:
@@ -102,8 +114,36 @@ async def check_feed(run_feed: Callable[[AsyncIterator[list[str]]], Any], *,
     if outputs != [f"{word}\n" for word in words]:
         return ExerciseResult(FEED, False, f"got the outputs {outputs!r}",
                               "Keep the jobs in a list in submission order and await each.")
+    if not busy:
+        return ExerciseResult(FEED, False, "no command went through ProcessPool.submit",
+                              "Open `async with ProcessPool(...) as pool:` and submit each "
+                              "command with `await pool.submit(command)`.")
     if min(item.started for item in answer) > done[0]:
         return ExerciseResult(FEED, False, "nothing started before the last command arrived",
                               "Submit inside the async for loop, not after collecting.")
+    if not any(busy[1:]):
+        return ExerciseResult(FEED, False, "each job had finished before the next command "
+                              "arrived: one at a time", "Do not await a job inside the loop: "
+                              "keep the handles in a list and await them after it.")
     return ExerciseResult(FEED, True, "each command was submitted as it arrived and ran "
                           "while the others were still coming.")
+
+
+@contextlib.contextmanager
+def _submissions() -> Iterator[list[int]]:
+    """Record, for each ``ProcessPool.submit``, how many earlier jobs were still unfinished."""
+    busy: list[int] = []
+    jobs: list[Any] = []
+    original = ProcessPool.submit
+
+    async def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        busy.append(sum(not job.done() for job in jobs))
+        job = await original(self, *args, **kwargs)
+        jobs.append(job)
+        return job
+
+    ProcessPool.submit = submit  # type: ignore[method-assign]
+    try:
+        yield busy
+    finally:
+        ProcessPool.submit = original  # type: ignore[method-assign]

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from .._process import DEFAULT_GRACE
 from ..testing import python
 from ._common import ExerciseResult
 from ._try import call
@@ -89,10 +90,11 @@ async def check_partial_output(run_or_partial: Callable[[list[str], float], Any]
                               "'all\\ndone\\n'", "Return result.stdout when it finishes in time.")
     lines = random.randint(2, 5)
     expected = "".join(f"step {i} done\n" for i in range(lines))
+    deadline = 1.0
     begun = time.monotonic()
-    answer, problem = await call(
-        run_or_partial, PARTIAL, prints_then_hangs(lines, marker), 0.5, patience=10,
-        stuck="Give run() a timeout= (or wrap it in anyio.fail_after).")
+    (answer, problem), stall = await _heartbeat(call(
+        run_or_partial, PARTIAL, prints_then_hangs(lines, marker), deadline, patience=10,
+        stuck="Give run() a timeout= (or wrap it in anyio.fail_after)."))
     took = time.monotonic() - begun
     left = leftovers(marker)
     await cleanup(marker)
@@ -104,15 +106,20 @@ async def check_partial_output(run_or_partial: Callable[[list[str], float], Any]
     if left:
         return ExerciseResult(PARTIAL, False, f"{len(left)} process(es) still running",
                               "Use the kit's run(timeout=...): it terminates the child.")
+    if stall > 0.9 * deadline:  # subprocess.run(timeout=) blocks for the whole deadline
+        return ExerciseResult(PARTIAL, False, f"the event loop froze for {stall:.1f} s: nothing "
+                              "else could run while it waited", "A blocking call such as "
+                              "subprocess.run(timeout=) holds the whole loop; await the kit's "
+                              "run(cmd, timeout=seconds) instead.")
     if answer is None or answer == "":
         return ExerciseResult(PARTIAL, False, f"after the timeout it returned {answer!r}",
                               "ProcessTimeout carries the output so far: return exc.stdout.")
     if answer != expected:
         return ExerciseResult(PARTIAL, False, f"after the timeout it returned {answer!r}, "
                               f"expected {expected!r}", "Return exc.stdout, unchanged.")
-    if took > 0.5 + 2.5:
+    if took > deadline + 2.5:
         return ExerciseResult(PARTIAL, False, f"right output, but it took {took:.1f} s for a "
-                              "0.5 s limit", "Pass the limit as timeout=seconds.")
+                              f"{deadline:g} s limit", "Pass the limit as timeout=seconds.")
     return ExerciseResult(PARTIAL, True, "every line printed before the deadline was kept, "
                           "and the child is gone.")
 
@@ -168,6 +175,11 @@ async def check_cancel_all(cancel_all: Callable[[list[list[str]], float, float],
     if answer != expected:
         return ExerciseResult(CANCEL, False, f"it returned {answer!r}, expected {expected!r}",
                               "Return [report.how for report in await group.cancel(grace=grace)].")
+    if DEFAULT_GRACE - 0.1 <= took - after <= DEFAULT_GRACE + 0.9:
+        return ExerciseResult(CANCEL, False, f"right answer, but cancelling took "
+                              f"{took - after:.1f} s: about the default grace "
+                              f"({DEFAULT_GRACE:g} s), not the {grace} s asked",
+                              "Pass the grace on: group.cancel(grace=grace).")
     if took > after + grace + 0.8:
         return ExerciseResult(CANCEL, False, f"right answer, but cancelling took {took - after:.1f}"
                               f" s for a {grace} s grace: one child after another?",
@@ -176,3 +188,40 @@ async def check_cancel_all(cancel_all: Callable[[list[list[str]], float, float],
     if hint_reports:
         message += " (You returned the reports; their .how is what was asked.)"
     return ExerciseResult(CANCEL, True, message)
+
+
+async def _heartbeat(work: Any) -> tuple[Any, float]:
+    """Await ``work`` while a heartbeat task ticks; return its value and the longest stall.
+
+    The heartbeat asks for 20 ms naps. A gap far longer than that means the event loop was
+    frozen: something in ``work`` blocked it instead of awaiting.
+    """
+    longest = 0.0
+    value: Any = None
+    error: Exception | None = None
+
+    last = time.monotonic()
+
+    def tick() -> None:
+        nonlocal longest, last
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+
+    async def beat() -> None:
+        while True:
+            await anyio.sleep(0.02)
+            tick()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beat)
+        last = time.monotonic()
+        try:
+            value = await work
+        except Exception as exc:  # NotImplementedError, unwrapped from the task group
+            error = exc
+        finally:
+            tick()  # a freeze at the very end is seen too
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return value, longest

@@ -15,6 +15,7 @@ import anyio
 
 from .._breaker import CircuitBreaker
 from .._errors import CircuitOpenError
+from .._text import plural
 from ..testing import EXIT
 from ._common import ExerciseResult
 from ._try import call
@@ -43,8 +44,22 @@ async def check_drive(drive: Callable[..., Any]) -> ExerciseResult:
     and half-open."""
     clock = HandClock()
     breaker = CircuitBreaker("exercise", failure_threshold=2, reset_timeout=5, clock=clock)
-    _, problem = await call(drive, DRIVE, breaker, clock, EXIT(1), EXIT(0))
+    failing, attempts = EXIT(1), []
+    plain_call = breaker.call
+
+    async def recording_call(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args)
+        return await plain_call(*args, **kwargs)
+
+    breaker.call = recording_call  # type: ignore[method-assign]
+    _, problem = await call(drive, DRIVE, breaker, clock, failing, EXIT(0))
     if problem is not None:
+        if "CircuitOpenError" in problem.message and attempts and failing in attempts[-1] \
+                and breaker.state == "open" and clock.now < 5:
+            return ExerciseResult(DRIVE, False, "a third failing call was refused: two "
+                                  "failures had already opened the circuit",
+                                  "Stop after 2 failures (the threshold); then advance the "
+                                  "clock and let a working call be the probe.")
         if "CircuitOpenError" in problem.message:
             return ExerciseResult(DRIVE, False, "a call was refused: the circuit was open",
                                   "Advance the clock by reset_timeout (5) before the probe.")
@@ -107,8 +122,9 @@ async def check_breaker_class(make: Callable[..., Any]) -> ExerciseResult:
     if problem is not None:
         message, hint = problem
         return ExerciseResult(BUILD, False, message, hint)
-    return ExerciseResult(BUILD, True, "opens after 3 failures, refuses without calling, one "
-                          "probe among 20 callers, and cancellation is not a failure.")
+    return ExerciseResult(BUILD, True, "opens after 3 consecutive failures, refuses without "
+                          "calling, one probe among 20 callers, and cancellation (of a "
+                          "call or of the probe) is not a failure.")
 
 
 async def _expect(coro: Any) -> tuple[str, Any]:
@@ -135,6 +151,18 @@ async def _scenario(breaker: Any, clock: HandClock, fail: Any, ok: Any, slow_ok:
     if kind != "value" or "refused" in kinds:
         return ("2 failures and 3 cancelled calls opened it (threshold 3)",
                 "Catch only Exception as a failure: cancellation is a BaseException.")
+    for _ in range(2):  # fail, fail, success, fail, fail: never 3 in a row
+        await _expect(breaker.call(fail))
+    kind, _ = await _expect(breaker.call(ok))
+    if kind == "value":
+        kind, _ = await _expect(breaker.call(fail))
+        if kind == "failed":
+            kind, _ = await _expect(breaker.call(ok))
+    if kind != "value":
+        return ("fail, fail, success, fail, fail: it opened, though no 3 failures were "
+                "consecutive", "A success resets the failure count to 0 (the threshold "
+                "counts consecutive failures, not all of them).")
+    kind, _ = await _expect(breaker.call(ok))  # a success: back to 0 failures
     for _ in range(3):
         await _expect(breaker.call(fail))
     before = calls()
@@ -169,7 +197,8 @@ async def _scenario(breaker: Any, clock: HandClock, fail: Any, ok: Any, slow_ok:
                 "Half-open: the first caller becomes the probe; refuse the others until it "
                 "has finished (decide without awaiting anything in between).")
     if refused != 19:
-        return (f"{refused} of the 19 others were refused", "Raise CircuitOpenError for them.")
+        return (f"of the 19 others, {plural(refused, 'was', 'were')} refused",
+                "Raise CircuitOpenError for them.")
     kind, value = await _expect(breaker.call(ok))
     if kind != "value" or value != "ok":
         return ("after a successful probe the next call gave "
@@ -182,4 +211,17 @@ async def _scenario(breaker: Any, clock: HandClock, fail: Any, ok: Any, slow_ok:
     if kind != "refused":
         return ("after a failed probe the next call was not refused",
                 "A failed probe opens the circuit again, for another reset_timeout.")
-    return None
+    clock.advance(10)
+    with anyio.move_on_after(0):  # the probe is cancelled: neither success nor failure
+        await _expect(breaker.call(anyio.sleep_forever))
+    kind, _ = await _expect(breaker.call(ok))
+    if kind != "refused":
+        return None
+    clock.advance(10)
+    kind, _ = await _expect(breaker.call(ok))
+    if kind == "value":
+        return ("a cancelled probe reopened the circuit", "Cancellation is not a failure: "
+                "count only Exception, also for the probe.")
+    return ("after a cancelled probe every later call was refused (the probe flag stayed "
+            "set)", "Clear the probe flag in `finally:`, so it is cleared however the probe "
+            "ends, cancelled included.")

@@ -7,12 +7,13 @@
 # ---
 
 # %% [markdown]
-# # Welcome (学习目标)
+# # Welcome (学习目标 = learning goals)
 #
 # This workbook teaches **asynchronous process management** in Python: starting many
 # programs at once, reading what they print while they run, talking to them, and stopping
-# them cleanly. It follows the Rust/tokio tutorial *Tier 2: 异步进程管理* section by section,
-# runs every example for real, and points out where the original goes wrong.
+# them cleanly. It follows a Chinese Rust/tokio tutorial, *Tier 2: async process management*
+# (*Tier 2: 异步进程管理*), section by section; "§3.4" in a title is a section of the
+# original. It runs every example for real and points out where the original goes wrong.
 #
 # You will be able to…
 # - run a cell, and `await` directly in a cell;
@@ -89,6 +90,17 @@ print("cancelled:", scope.cancelled_caught, "| exit status:", stream.returncode)
 session_members([sleeper])
 
 # %% [markdown]
+# An interrupt you press yourself ends the cell with a red `CancelledError` traceback,
+# ending with lines like these. **That is expected**: it is the cancellation arriving,
+# and the child is already gone. Run the next cell as usual.
+#
+# ```text
+# CancelledError                            Traceback (most recent call last)
+# ...
+# CancelledError: Cancelled by cancel scope 7f3a2c1d9e50
+# ```
+
+# %% [markdown]
 # ## tokio → Python
 #
 # The original tutorial uses Rust's tokio. Here is what plays the same role in this workbook:
@@ -105,17 +117,39 @@ session_members([sleeper])
 # | `tokio::sync::Semaphore::new(n)` | `anyio.Semaphore(n)` or `anyio.CapacityLimiter(n)` | 04 |
 # | `mpsc::channel(n)` | `send, receive = anyio.create_memory_object_stream(n)` (both ends can be cloned) | 04 |
 # | `oneshot::channel()` | a pool job: `job = await pool.submit(cmd)`, then `await job` | 04 |
-# | `broadcast::channel` (a stop signal) | cancel a scope: `tg.cancel_scope.cancel()`, or set an `anyio.Event` | 06 |
-# | `tokio::select!` | a task group whose first finisher cancels the others | 06 |
+# | `broadcast::channel` (a stop signal) | set an `anyio.Event` (every waiter wakes), or `tg.cancel_scope.cancel()` | 00 (below) |
+# | `tokio::select!` | a task group whose first finisher cancels the others | 00 (below) |
 # | `tokio::time::timeout(d, fut)` | `with anyio.fail_after(d):` (raises) / `move_on_after(d)` (does not); `run(cmd, timeout=d)` | 06 |
 # | `tokio::time::sleep(d)` | `await anyio.sleep(seconds)` | 01 |
-# | `child.kill().await` | `await terminate(stream_or_pipe)` (SIGTERM, grace, SIGKILL, whole group) | 06 |
+# | `child.kill().await` | `await terminate(stream_or_pipe)` (SIGTERM, grace, SIGKILL, whole group) | 00 (below), 06 |
 # | `.kill_on_drop(true)` | built in: leaving `async with`, an error or a cancellation ends the child's group | 02 |
 # | `tokio::task::spawn_blocking(f)` | `await anyio.to_thread.run_sync(f)` | 13 |
+# | `Result<T, E>` + `?` | typed errors: `except ProcessFailed`; a task group's `except* ProcessFailed` | 04, 13 |
+# | `tracing` / `log` | `logging`, and never a blocking call on the event loop | 13 |
 #
 # One difference matters everywhere: a tokio task started with `tokio::spawn` may outlive
 # the code that started it. An anyio task group does not let that happen: the `async with`
 # block ends only when every task in it has ended (*structured concurrency*, notebook 04).
+#
+# Three rows run nowhere else, so here: two children race (`select!`); the winner sets an
+# `Event` (`broadcast`: every task in `await stop.wait()` wakes) and cancels the loser.
+# Then one child is ended with `terminate` (`child.kill()`):
+
+# %%
+stop = anyio.Event()
+async with anyio.create_task_group() as tg:
+    async def race(seconds):
+        await run(SLEEP(seconds))
+        stop.set()
+        tg.cancel_scope.cancel()  # the first to finish cancels the others
+    tg.start_soon(race, 0.2)
+    tg.start_soon(race, 30)
+print("stop signal set:", stop.is_set())
+
+# %%
+async with open_stream(SLEEP(60)) as stream:
+    ended = await terminate(stream, grace=0.5)
+print("ended by", ended.how, "| still running:", session_members([stream.pid]))
 
 # %% [markdown]
 # ## Can this kernel run everything?

@@ -7,7 +7,7 @@
 # ---
 
 # %% [markdown]
-# # Why async? (学习目标, §1, §2.1, §2.6)
+# # Why async? (学习目标 = learning goals, §1, §2.1, §2.6)
 #
 # A program that starts other programs spends most of its time *waiting* for them. Async
 # code waits for many at once. This notebook runs one command, then measures, here and now,

@@ -21,6 +21,9 @@
 # - stop reading early and know the child is gone.
 
 # %%
+import asyncio
+import os
+
 from asyncproc_kit import exercises, open_stream, run, stopwatch
 from asyncproc_kit.testing import python, session_members
 
@@ -64,7 +67,25 @@ stream.returncode
 
 # %% [markdown]
 # The times grow by about 0.2 s: we saw each line while the child was still sleeping.
-# With `run` the same output arrives all at once, at the end:
+#
+# **That needs the child's help.** `python()` from `asyncproc_kit.testing` starts Python
+# with `-u` (unbuffered). A plain `python script.py` writing into a pipe keeps its output in
+# a buffer and delivers it all at exit. The same child without `-u` (and without
+# `PYTHONUNBUFFERED`, in case your environment sets it):
+
+# %%
+buffered = [arg for arg in TICKS if arg != "-u"]
+plain_env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+async with open_stream(buffered, env=plain_env) as stream:
+    times = [line.time async for line in stream]
+print(f"{len(times)} lines, all within {max(times) - min(times):.1f} s of each other, at the end")
+
+# %% [markdown]
+# No reader can fix that from outside: the child must flush (`print(..., flush=True)`,
+# `-u`, or `PYTHONUNBUFFERED=1`). Notebook 03 meets it again in conversations, and
+# notebook 11 (the log aggregator) sets `PYTHONUNBUFFERED` for its children.
+#
+# With `run` the output arrives all at once, at the end, whatever the child does:
 
 # %%
 async with stopwatch() as sw:
@@ -118,8 +139,21 @@ async with open_stream(python("print('x' * 200_000)")) as stream:
 "".join(piece.text for piece in pieces) == "x" * 200_000
 
 # %% [markdown]
-# (asyncio's own `readline()` raises `LimitOverrunError` on a line over 64 KiB instead.)
-#
+# asyncio's own `readline()` fails on a line over its 64 KiB limit instead. On Python 3.11+
+# what escapes is a **`ValueError`** (asyncio's `LimitOverrunError` is raised inside and
+# converted), so `except asyncio.LimitOverrunError:` would not catch it:
+
+# %%
+child = await asyncio.create_subprocess_exec(*python("print('x' * 200_000)"),
+                                             stdout=asyncio.subprocess.PIPE)
+try:
+    await child.stdout.readline()
+except ValueError as error:
+    print(f"{type(error).__name__}: {error} | a LimitOverrunError? "
+          f"{isinstance(error, asyncio.LimitOverrunError)}")
+rest, _ = await child.communicate()  # read the rest, so the child can exit
+
+# %% [markdown]
 # **Bytes that are not UTF-8**: some programs print Latin-1 file names or binary junk. By
 # default undecodable bytes become `�` (U+FFFD) and the line still arrives:
 

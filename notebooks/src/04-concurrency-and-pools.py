@@ -63,7 +63,24 @@ plots.plot_timeline(timeline)
 #
 # `join_all` waits for every future and gives back each `Result`, so the original can print
 # a ✅ or ❌ per task. A task group is stricter: when one task raises, it **cancels the
-# others** and re-raises. Here a failing command takes a sleeping sibling down with it:
+# others** and re-raises. What it raises is not the task's error itself but an
+# **`ExceptionGroup`** holding it (several tasks can fail at once, and none is lost). So a
+# plain `except ProcessFailed:` misses it:
+
+# %%
+try:
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, EXIT(3))
+    except ProcessFailed:
+        print("not printed: the group did not raise a ProcessFailed")
+except ExceptionGroup as eg:
+    print("the plain except missed:", type(eg).__name__, [type(e).__name__ for e in eg.exceptions])
+
+# %% [markdown]
+# `except* ProcessFailed as group:` (Python 3.11+) matches the ProcessFailed errors *inside*
+# the group; `group` is an `ExceptionGroup` of just those, and `group.exceptions[0]` is the
+# first one. Here a failing command takes a sleeping sibling down with it:
 
 # %%
 timeline = Timeline()
@@ -72,7 +89,7 @@ try:
         tg.start_soon(lambda: run(EXIT(3), timeline=timeline, label="fails"))
         tg.start_soon(lambda: run(SLEEP(0.5), timeline=timeline, label="sleeps"))
 except* ProcessFailed as group:
-    print("the task group raised", type(group.exceptions[0]).__name__)
+    print("caught", type(group.exceptions[0]).__name__, "from the group")
 print({span.label: span.outcome for span in timeline.spans})
 
 # %% [markdown]
@@ -299,6 +316,9 @@ print("outcomes:", {s.outcome for s in scoped.spans}, "| survivors:",
 #
 # - A **task group** starts tasks together and ends only when all have ended; a failure
 #   cancels the siblings. Nothing it started outlives it.
+# - A task group raises an **`ExceptionGroup`**: catch its errors with
+#   `except* ProcessFailed as group:` (`group.exceptions` lists them); a plain
+#   `except ProcessFailed:` misses. Notebook 13 goes deeper into typed errors and `except*`.
 # - `await map_limited(commands, limit=N)`: at most N at once, a list in input order,
 #   each slot a `ProcessResult` or the error.
 # - A semaphore limits concurrency by hand; a timeline (`peak_concurrency()`, the plot)

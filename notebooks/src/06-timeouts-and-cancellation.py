@@ -62,9 +62,9 @@ def zombies():
 # let result = timeout(Duration::from_secs(5),
 #                      Command::new("sleep").arg("10").output()).await;
 # match result {
-#     Ok(Ok(output)) => println!("✅ 完成: {}", output.status),
-#     Ok(Err(e))     => eprintln!("❌ 进程错误: {}", e),
-#     Err(_)         => eprintln!("⏰ 超时！进程运行超过5秒"),
+#     Ok(Ok(output)) => println!("✅ 完成: {}", output.status),       // "done"
+#     Ok(Err(e))     => eprintln!("❌ 进程错误: {}", e),              // "process error"
+#     Err(_)         => eprintln!("⏰ 超时！进程运行超过5秒"),         // "timeout! ran over 5 s"
 # }
 # ```
 #
@@ -133,7 +133,7 @@ child.kill()
 await anyio.sleep(0.2)
 print("state after kill, before wait:", psutil.Process(child.pid).status())
 child.wait()
-print("after wait:", psutil.pid_exists(child.pid))
+print("after wait, the pid still exists:", psutil.pid_exists(child.pid))
 
 # %% [markdown]
 # A zombie holds no memory, but it holds its pid and an entry in the process table until
@@ -209,7 +209,7 @@ grandchildren = psutil.Process(shell.pid).children()
 shell.kill()                                  # the original's child.kill()
 shell.wait()
 print("still running:", [g.is_running() and g.status() != "zombie" for g in grandchildren])
-print("their parent is still the shell:", [g.ppid() == shell.pid for g in grandchildren])
+print("orphaned (no longer the shell's children):", [g.ppid() != shell.pid for g in grandchildren])
 
 # %% [markdown]
 # Orphans: re-parented to init, running for another minute with nobody to stop them. We
