@@ -37,7 +37,15 @@ def _printing(text: str, seconds: float) -> list[str]:
 
 
 async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]]:
-    """Await ``work`` while sampling our live children; return (value, problem, peak, left)."""
+    """Await ``work`` while sampling our live children; return (value, problem, peak, left).
+
+    Only children that were not there before count: a kernel may hold helpers of its own
+    (multiprocessing's resource tracker, once anything used multiprocessing)."""
+    before = set(descendants())
+
+    def new_children() -> list[int]:
+        return [pid for pid in descendants() if pid not in before]
+
     peak = 0
     outcome: list[Any] = [None, None]
     error: Exception | None = None
@@ -46,14 +54,14 @@ async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]
     async def sample() -> None:
         nonlocal peak
         while True:
-            peak = max(peak, len(await anyio.to_thread.run_sync(descendants)))
+            peak = max(peak, len(await anyio.to_thread.run_sync(new_children)))
             await anyio.sleep(0.01)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(sample)
         try:
             outcome[:] = await work
-            left = descendants()  # at once: a loaded machine must not let leftovers finish
+            left = new_children()  # at once: a loaded machine must not let leftovers finish
         except Exception as exc:  # NotImplementedError, unwrapped from the task group
             error = exc
         finally:
