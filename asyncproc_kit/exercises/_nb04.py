@@ -36,7 +36,22 @@ def _printing(text: str, seconds: float) -> list[str]:
     return python(f"import time; time.sleep({seconds!r}); print({text!r})")
 
 
-async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]]:
+def running(commands: list[list[str]]) -> list[int]:
+    """Live processes, anywhere, whose command line is one of ``commands`` (the check's own
+    commands carry random words, so nothing else matches)."""
+    import psutil
+
+    wanted = {tuple(c) for c in commands}
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if (tuple(proc.info["cmdline"] or ()) in wanted
+                and proc.info["status"] != psutil.STATUS_ZOMBIE):
+            found.append(proc.pid)
+    return found
+
+
+async def observe(work: Any, commands: list[list[str]]) -> tuple[
+        Any, ExerciseResult | None, int, list[int]]:
     """Await ``work`` while sampling our live children; return (value, problem, peak, left).
 
     Only children that were not there before count: a kernel may hold helpers of its own
@@ -61,7 +76,8 @@ async def observe(work: Any) -> tuple[Any, ExerciseResult | None, int, list[int]
         tg.start_soon(sample)
         try:
             outcome[:] = await work
-            left = new_children()  # at once: a loaded machine must not let leftovers finish
+            # at once: a loaded machine must not let leftovers finish
+            left = new_children() or running(commands)
         except Exception as exc:  # NotImplementedError, unwrapped from the task group
             error = exc
         finally:
@@ -83,7 +99,7 @@ async def check_exit_codes(exit_codes: Callable[[list[list[str]], int], Any], *,
         answer, problem, peak, left = await observe(call(
             exit_codes, BATCH, commands, limit, patience=patience,
             stuck="Each command sleeps 0.25 s; with the limit, all of them take about a "
-                  "second. Is something waiting forever?"))
+                  "second. Is something waiting forever?"), commands)
     if problem is not None:
         return problem
     if left:
@@ -120,7 +136,7 @@ async def check_pool_by_hand(pool_by_hand: Callable[[list[list[str]], int], Any]
         answer, problem, peak, left = await observe(call(
             pool_by_hand, WORKERS, commands, workers, patience=patience,
             stuck="Close the send stream once every job is sent (async with send:), so the "
-                  "workers' `async for` loops end."))
+                  "workers' `async for` loops end."), commands)
     if problem is not None:
         return problem
     if left:
