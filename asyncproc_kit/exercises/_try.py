@@ -79,7 +79,12 @@ def never_awaited() -> Iterator[list[str]]:
         try:
             yield names
         finally:
-            gc.collect()  # a dropped coroutine caught in a reference cycle warns now
+            # A dropped coroutine caught in a reference cycle warns now. Only the young
+            # generations: the learner's objects are new, and a full collection in a big
+            # process (a kernel after Dask, a long test run) takes tenths of a second, long
+            # enough to stall the loop under watch_loop and to let fire-and-forget children
+            # finish before a check looks for them.
+            gc.collect(1)
     for item in caught:
         match = _NEVER_AWAITED.search(str(item.message))
         if match and issubclass(item.category, RuntimeWarning):
